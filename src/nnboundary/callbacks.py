@@ -1,0 +1,96 @@
+"""Optional PyTorch Lightning adapter for :class:`~nnboundary.tracking.AlignmentTracker`.
+
+Lightning is an optional extra (``pip install 'nnboundary[lightning]'``). This module imports
+without it; ``AlignmentCallback`` is built on first access and raises an ``ImportError`` that
+says how to install Lightning when it is missing. Both ``lightning.pytorch`` and the older
+``pytorch_lightning`` package are accepted.
+
+Example
+-------
+>>> from nnboundary.callbacks import AlignmentCallback          # doctest: +SKIP
+>>> trainer = L.Trainer(callbacks=[AlignmentCallback(AlignmentTracker(X, y, "runs/x"))])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["AlignmentCallback", "lightning_available"]
+
+_CACHE: dict[str, type] = {}
+
+
+def _callback_base() -> type:
+    for name in ("lightning.pytorch", "pytorch_lightning"):
+        try:
+            return importlib.import_module(name).Callback
+        except ImportError:
+            continue
+    raise ImportError(
+        "AlignmentCallback needs PyTorch Lightning, which is not installed. Install it with "
+        "`pip install 'nnboundary[lightning]'`, or call tracker.step(step, model) from your own loop."
+    )
+
+
+def lightning_available() -> bool:
+    """True if ``lightning.pytorch`` or ``pytorch_lightning`` can be imported."""
+    try:
+        _callback_base()
+    except ImportError:
+        return False
+    return True
+
+
+def _build() -> type:
+    Callback = _callback_base()
+
+    class AlignmentCallback(Callback):  # type: ignore[misc, valid-type]
+        """Lightning callback that calls ``tracker.step(trainer.global_step, pl_module)``.
+
+        It evaluates after training batches on the tracker's schedule, skips the sanity check,
+        logs the numbers as ``boundary/<name>``, and saves the tracker's state in checkpoints.
+
+        Parameters
+        ----------
+        tracker : AlignmentTracker
+        log : bool, default=True
+            Also send the numeric results to ``pl_module.log_dict``.
+        """
+
+        def __init__(self, tracker: Any, *, log: bool = True) -> None:
+            super().__init__()
+            self.tracker = tracker
+            self.log_metrics = log
+
+        @property
+        def state_key(self) -> str:
+            return self.tracker.state_key
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
+                               batch_idx: int) -> None:
+            if getattr(trainer, "sanity_checking", False):
+                return
+            row = self.tracker.step(int(trainer.global_step), pl_module)
+            if row is None or not self.log_metrics:
+                return
+            numbers = {f"boundary/{k}": float(v) for k, v in row.items()
+                       if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+            pl_module.log_dict(numbers)
+
+        def state_dict(self) -> dict[str, Any]:
+            return self.tracker.state_dict()
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            self.tracker.load_state_dict(state_dict)
+
+    AlignmentCallback.__module__ = __name__
+    return AlignmentCallback
+
+
+def __getattr__(name: str) -> Any:
+    if name == "AlignmentCallback":
+        if name not in _CACHE:
+            _CACHE[name] = _build()
+        return _CACHE[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

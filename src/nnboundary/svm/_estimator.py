@@ -1,0 +1,198 @@
+"""``MaxMarginClassifier``: the exact, certified max-margin linear classifier as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from nnboundary.svm._problem import MarginProblem
+from nnboundary.svm._separability import is_separable
+from nnboundary.svm._working_set import WorkingSetResult, dual_coefficients, solve_working_set
+
+
+class NotSeparableError(ValueError):
+    """Hard-margin SVM asked for features that no hyperplane separates (a certificate proved it)."""
+
+
+class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
+    """Exact maximum-margin linear classifier (hard or soft margin, binary, Crammer–Singer or one-vs-rest).
+
+    The QP is solved by Clarabel (interior point) inside a working-set loop that checks every training point,
+    so the result comes with a certificate: ``max_violation_`` (largest margin violation over all points) and
+    ``duality_gap_``.
+
+    Parameters
+    ----------
+    C : float or None, default=None
+        None: hard margin, ``min ½‖W‖²`` s.t. every margin ≥ 1 (raises :class:`NotSeparableError` when the
+        features are not separable). A positive float: soft margin with hinge loss, ``+ C Σᵢ ξᵢ`` (as sklearn's SVC
+        for binary problems; one slack per sample for Crammer–Singer).
+    bias : {"free", "regularized", "none"}, default="free"
+        "free": unpenalised intercept (the usual SVM). "regularized": the max-margin classifier of the features
+        augmented with a constant 1, ``min ½(‖W‖² + ‖b‖²)`` — what gradient descent on a layer with a bias converges
+        to. "none": homogeneous, b = 0 (Soudry et al.'s setting).
+    multiclass : {"crammer_singer", "ovr"}, default="crammer_singer"
+        For K > 2 classes. "crammer_singer": ``min ½Σₖ‖wₖ‖²`` s.t. ``(w_{yᵢ} − wₖ)·hᵢ + b_{yᵢ} − bₖ ≥ 1`` for all
+        k ≠ yᵢ — the limit of softmax cross-entropy. "ovr": K binary problems, class k against the rest.
+    tol : float, default=1e-8
+        Largest margin violation (functional margin 1 − tol) accepted on any training point.
+    max_rounds : int, default=100
+        Bound on working-set rounds; a ConvergenceWarning says when it was reached.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    coef_ : ndarray of shape (1, n_features) if n_classes == 2 else (n_classes, n_features)
+        Binary problems store one direction w (positive class = ``classes_[1]``), not the pair (−w/2, w/2).
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Crammer–Singer intercepts are centred (Σₖ bₖ = 0); zeros for ``bias="none"``.
+    support_ : ndarray of shape (n_support,)
+        Indices of the training points with a non-zero dual weight.
+    dual_coef_ : ndarray of shape (1, n_support) if binary else (n_support, n_classes)
+        β with ``coef_ = β @ X[support_]`` (binary: yᵢαᵢ as in sklearn's SVC; CS: per-class weights).
+        For ``bias="regularized"``, ``intercept_ = β.sum(...)`` likewise (the constant feature).
+    margin_ : float
+        Geometric margin of the solution in feature space: the smallest functional margin divided by ‖coef_‖_F
+        (binary: ``min yᵢ(w·xᵢ + b) / ‖w‖``; CS: ``min ((w_y − w_k)·x + b_y − b_k) / ‖W‖_F``; OvR: the smallest of
+        the K binary margins).
+    max_violation_ : float
+        ``max(0, 1 − ξᵢ − gᵢ)`` over ALL training points and rivals; ≤ tol for a certified solution.
+    duality_gap_ : float
+        Primal objective minus the dual objective of the multipliers (≥ 0 up to rounding; ≈ 0 at the optimum).
+    n_iter_ : int
+        Working-set rounds (summed over the K problems for OvR).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from nnboundary.svm import MaxMarginClassifier
+    >>> X = np.array([[0., 0.], [0., 1.], [2., 0.], [2., 1.]]); y = np.array([0, 0, 1, 1])
+    >>> clf = MaxMarginClassifier().fit(X, y)
+    >>> round(clf.margin_, 6), clf.predict([[1.5, 0.5]]).tolist()
+    (1.0, [1])
+    """
+
+    _parameter_constraints: dict = {
+        "C": [None, Interval(Real, 0, None, closed="neither")],
+        "bias": [StrOptions({"free", "regularized", "none"})],
+        "multiclass": [StrOptions({"crammer_singer", "ovr"})],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "max_rounds": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, *, C=None, bias="free", multiclass="crammer_singer", tol=1e-8, max_rounds=100):
+        self.C = C
+        self.bias = bias
+        self.multiclass = multiclass
+        self.tol = tol
+        self.max_rounds = max_rounds
+
+    def fit(self, X, y, init_support=None):
+        """Solve the max-margin problem on (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,), any hashable labels, at least two classes.
+        init_support : array-like of int, optional
+            Training-point indices to put in the first working set (warm start, e.g. the previous support set).
+        """
+        self._validate_params()
+        X, y = validate_data(self, X, y, dtype=np.float64, order="C")
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"MaxMarginClassifier needs samples of at least 2 classes; got 1 class "
+                             f"({self.classes_[0]!r}). Pass data with two or more labels.")
+        init = None if init_support is None else np.asarray(init_support, dtype=np.int64)
+        if len(self.classes_) == 2:
+            fits = [self._fit_binary(X, np.where(y_idx == 1, 1.0, -1.0), init, what="the two classes")]
+        elif self.multiclass == "ovr":
+            fits = [self._fit_binary(X, np.where(y_idx == k, 1.0, -1.0), init,
+                                     what=f"class {c!r} against the rest") for k, c in enumerate(self.classes_)]
+        else:
+            fits = [self._fit_crammer_singer(X, y_idx, init)]
+        self._store(X, fits)
+        return self
+
+    # -- the three problems -------------------------------------------------------------------------------------
+    def _fit_binary(self, X, signs, init, what):
+        result, scale = self._solve(X, signs, n_blocks=1, init=init, what=what)
+        return result, scale
+
+    def _fit_crammer_singer(self, X, y_idx, init):
+        return self._solve(X, y_idx, n_blocks=len(self.classes_), init=init, what="the classes (Crammer–Singer)")
+
+    def _solve(self, X, y, *, n_blocks, init, what):
+        H = np.c_[X, np.ones(len(X))] if self.bias == "regularized" else X
+        scale = float(np.sqrt((H ** 2).sum(1).mean())) or 1.0  # solve at unit RMS norm, then undo
+        problem = MarginProblem(H / scale, y, n_blocks, free_bias=self.bias == "free")
+        n_vars = n_blocks * H.shape[1] + problem.n_bias
+        C = None if self.C is None else float(self.C) * scale ** 2  # ½‖W‖² scales by scale² in the solver's units
+        result = solve_working_set(problem, C=C, tol=self.tol, max_rounds=self.max_rounds,
+                                   seed_size=max(2 * n_vars, 50), chunk=max(n_vars, 50), init_samples=init)
+        if result.infeasible:
+            raise self._not_separable(what, "Clarabel returned an infeasibility certificate for a subset of the "
+                                            f"{len(X)} points")
+        if not result.converged:
+            if self.C is None and not is_separable(problem):
+                raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")
+            warnings.warn(f"No optimality certificate after max_rounds={self.max_rounds} working-set rounds "
+                          f"(largest margin violation {result.max_violation:.1e} > tol={self.tol:.0e}); "
+                          "increase max_rounds.", ConvergenceWarning, stacklevel=4)
+        return result, (problem, scale)
+
+    def _not_separable(self, what, how):
+        return NotSeparableError(
+            f"The features of {what} are not linearly separable ({how}), so the hard-margin SVM does not exist. "
+            "Train the network to 100% training accuracy first, or pass C=<float> (e.g. C=1.0) for a soft margin.")
+
+    # -- learned attributes -------------------------------------------------------------------------------------
+    def _store(self, X, fits):
+        coefs, intercepts, betas, margins, violations, gaps, rounds = [], [], [], [], [], [], []
+        for result, (problem, scale) in fits:
+            W, b = result.W / scale, result.b.copy()
+            beta = dual_coefficients(problem, result.alpha) / scale ** 2  # (n, n_blocks), in original units
+            if self.bias == "regularized":
+                W, b = W[:, :-1], W[:, -1].copy()
+            coefs.append(W)
+            intercepts.append(b)
+            betas.append(beta)
+            g = problem.margins(result.W, result.b)
+            g = np.where(problem.valid_units(), g, np.inf)
+            margins.append(float(g.min()) / float(np.linalg.norm(W)))
+            violations.append(result.max_violation)
+            gaps.append((result.primal - result.dual) / scale ** 2)
+            rounds.append(result.rounds)
+        self.coef_ = np.vstack(coefs)
+        self.intercept_ = np.concatenate(intercepts)
+        beta = np.hstack(betas)  # (n, 1) binary, (n, K) CS or OvR
+        active = np.abs(beta).max(1)
+        self.support_ = np.flatnonzero(active > 1e-7 * max(active.max(), np.finfo(float).tiny))
+        self.dual_coef_ = beta[self.support_].T if len(self.classes_) == 2 else beta[self.support_]
+        self.margin_ = float(min(margins))
+        self.max_violation_ = float(max(violations))
+        self.duality_gap_ = float(sum(gaps))
+        self.n_iter_ = int(sum(rounds))
+
+    # -- prediction -----------------------------------------------------------------------------------------------
+    def decision_function(self, X):
+        """Scores: shape (n_samples,) for two classes (positive → ``classes_[1]``), else (n_samples, n_classes)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        scores = X @ self.coef_.T + self.intercept_
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Predicted labels, shape (n_samples,), taken from ``classes_``."""
+        scores = self.decision_function(X)
+        idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)
+        return self.classes_[idx]

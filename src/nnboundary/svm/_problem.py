@@ -1,0 +1,125 @@
+"""The max-margin problems as *constraint units* over a feature matrix.
+
+Every variant the solvers handle is one quadratic program
+
+    minimise   ½‖W‖²_F  (+ ½‖b‖² if the bias is regularised)  (+ C Σᵢ ξᵢ if soft)
+    subject to gᵤ(W, b) ≥ 1 − ξ_{i(u)}   for every constraint unit u,
+
+where each unit u belongs to one sample i(u) and its functional margin gᵤ is linear in (W, b):
+
+* binary (``n_blocks == 1``): one unit per sample, gᵢ = yᵢ (w·hᵢ + b) with yᵢ ∈ {−1, +1};
+* Crammer–Singer (``n_blocks == K``): one unit per (sample i, rival class k ≠ yᵢ),
+  g_{ik} = (w_{yᵢ} − w_k)·hᵢ + b_{yᵢ} − b_k.
+
+Units are numbered ``u = i * n_units_per_sample + j`` so that a whole margin table is one
+``(n, n_units_per_sample)`` array. This module knows only the algebra (margins of all units, the sparse rows
+of a subset of units); the QP solver and the working-set loop live in their own modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class MarginProblem:
+    """Features and labels of one max-margin problem, seen as constraint units.
+
+    Attributes
+    ----------
+    H : ndarray of shape (n_samples, n_features)
+        Features (already including a constant column when the bias is "regularized").
+    y : ndarray of shape (n_samples,)
+        Binary: signs in {−1, +1}. Crammer–Singer: class indices in 0..K−1.
+    n_blocks : int
+        1 for the binary problem, K for Crammer–Singer.
+    free_bias : bool
+        Whether an unpenalised bias per block is a variable of the problem.
+    """
+
+    H: np.ndarray
+    y: np.ndarray
+    n_blocks: int
+    free_bias: bool
+
+    @property
+    def n_samples(self) -> int:
+        return self.H.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.H.shape[1]
+
+    @property
+    def units_per_sample(self) -> int:
+        return 1 if self.n_blocks == 1 else self.n_blocks
+
+    @property
+    def n_bias(self) -> int:
+        return self.n_blocks if self.free_bias else 0
+
+    def margins(self, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Functional margins of every unit.
+
+        Parameters
+        ----------
+        W : ndarray of shape (n_blocks, n_features)
+        b : ndarray of shape (n_blocks,)  (zeros when there is no free bias)
+
+        Returns
+        -------
+        ndarray of shape (n_samples, units_per_sample)
+            Binary: yᵢ(w·hᵢ + b). Crammer–Singer: score gaps, ``+inf`` in the true-class column (not a unit).
+        """
+        scores = self.H @ W.T + b  # (n, n_blocks)
+        if self.n_blocks == 1:
+            return self.y[:, None] * scores
+        rows = np.arange(self.n_samples)
+        gaps = scores[rows, self.y][:, None] - scores
+        gaps[rows, self.y] = np.inf
+        return gaps
+
+    def valid_units(self) -> np.ndarray:
+        """Boolean mask of shape (n_samples, units_per_sample): False for the true-class column of CS."""
+        mask = np.ones((self.n_samples, self.units_per_sample), dtype=bool)
+        if self.n_blocks > 1:
+            mask[np.arange(self.n_samples), self.y] = False
+        return mask
+
+    def unit_rows(self, units: np.ndarray) -> sp.csr_matrix:
+        """Coefficients of gᵤ in the variables [vec(W) (n_blocks·d), b (n_bias)] for the given units.
+
+        Returns
+        -------
+        csr_matrix of shape (len(units), n_blocks * n_features + n_bias)
+        """
+        d, m = self.n_features, len(units)
+        samples = units // self.units_per_sample
+        Hs = self.H[samples]  # (m, d)
+        cols_d = np.arange(d)
+        if self.n_blocks == 1:
+            signs = self.y[samples].astype(float)
+            blocks = [(np.zeros(m, dtype=np.int64), signs)]
+        else:
+            rivals = units % self.units_per_sample
+            blocks = [(self.y[samples].astype(np.int64), np.ones(m)), (rivals.astype(np.int64), -np.ones(m))]
+        rows, cols, vals = [], [], []
+        for block, sign in blocks:
+            rows.append(np.repeat(np.arange(m), d))
+            cols.append((block[:, None] * d + cols_d).ravel())
+            vals.append((sign[:, None] * Hs).ravel())
+            if self.free_bias:
+                rows.append(np.arange(m))
+                cols.append(self.n_blocks * d + block)
+                vals.append(sign)
+        n_vars = self.n_blocks * d + self.n_bias
+        return sp.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(m, n_vars)
+        )
+
+    def unit_samples(self, units: np.ndarray) -> np.ndarray:
+        """Sample index of each unit, shape (len(units),)."""
+        return units // self.units_per_sample

@@ -1,0 +1,114 @@
+"""One max-margin QP on a subset of constraint units, solved exactly by Clarabel (interior point).
+
+Variables ``x = [vec(W) (n_blocks·d), b (n_bias), ξ (one per sample of the subset, soft margin only)]``;
+Clarabel's form is ``min ½xᵀPx + qᵀx  s.t.  Ax + s = rhs, s ∈ K``. Each unit u gives the row
+``−gᵤ(x) − ξ_{i(u)} + s = −1`` with s ≥ 0, and its dual variable is the multiplier αᵤ ≥ 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import clarabel
+import numpy as np
+import scipy.sparse as sp
+
+from nnboundary.svm._problem import MarginProblem
+
+_INFEASIBLE = {"PrimalInfeasible", "AlmostPrimalInfeasible"}
+_SOLVED = {"Solved", "AlmostSolved"}
+
+
+class QPSolverError(RuntimeError):
+    """Clarabel stopped without a solution or an infeasibility certificate."""
+
+
+@dataclass(frozen=True)
+class QPSolution:
+    """Solution of the restricted QP.
+
+    W : (n_blocks, d); b : (n_blocks,); alpha : (n_units,) multipliers of the units;
+    xi_samples / xi : samples of the subset and their slacks (empty for a hard margin);
+    status : Clarabel's status string ("PrimalInfeasible" means no separating (W, b) exists for the subset).
+    """
+
+    W: np.ndarray
+    b: np.ndarray
+    alpha: np.ndarray
+    xi_samples: np.ndarray
+    xi: np.ndarray
+    status: str
+    iterations: int
+
+    @property
+    def infeasible(self) -> bool:
+        return self.status in _INFEASIBLE
+
+
+def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None, tol: float) -> QPSolution:
+    """Solve the QP restricted to ``units`` (sorted unit ids, shape (m,)).
+
+    ``C=None`` is the hard margin; an infeasible subset is returned with ``status`` set, not raised, so the caller
+    can turn it into a :class:`~nnboundary.svm.NotSeparableError` with context.
+    """
+    d, K = problem.n_features, problem.n_blocks
+    n_w, n_b = K * d, problem.n_bias
+    G = problem.unit_rows(units)  # (m, n_w + n_b)
+    m = G.shape[0]
+    soft = C is not None
+    xi_samples, unit_to_xi = (np.unique(problem.unit_samples(units), return_inverse=True) if soft
+                              else (np.empty(0, dtype=np.int64), None))
+    n_xi = len(xi_samples)
+    n_vars = n_w + n_b + n_xi
+
+    blocks_A, rhs, cones = [], [], []
+    if problem.free_bias and K > 1:  # the score shift is free: pin Σₖ bₖ = 0
+        row = sp.csr_matrix((np.ones(K), (np.zeros(K, dtype=int), n_w + np.arange(K))), shape=(1, n_vars))
+        blocks_A.append(row)
+        rhs.append(np.zeros(1))
+        cones.append(clarabel.ZeroConeT(1))
+    margin_rows = -G
+    if soft:
+        slack_cols = sp.csr_matrix((-np.ones(m), (np.arange(m), unit_to_xi)), shape=(m, n_xi))
+        margin_rows = sp.hstack([margin_rows, slack_cols])
+        slack_nonneg = sp.hstack([sp.csr_matrix((n_xi, n_w + n_b)), -sp.identity(n_xi)])
+        blocks_A += [margin_rows, slack_nonneg]
+        rhs += [-np.ones(m), np.zeros(n_xi)]
+        cones.append(clarabel.NonnegativeConeT(m + n_xi))
+    else:
+        blocks_A.append(margin_rows)
+        rhs.append(-np.ones(m))
+        cones.append(clarabel.NonnegativeConeT(m))
+    A = sp.vstack(blocks_A).tocsc()
+    P = sp.diags(np.r_[np.ones(n_w), np.zeros(n_b + n_xi)]).tocsc()
+    q = np.r_[np.zeros(n_w + n_b), np.full(n_xi, float(C) if soft else 0.0)]
+
+    sol = clarabel.DefaultSolver(P, q, A, np.concatenate(rhs), cones, _settings(tol)).solve()
+    status = str(sol.status).split(".")[-1]
+    if status in _INFEASIBLE:
+        return QPSolution(np.zeros((K, d)), np.zeros(K), np.zeros(m), xi_samples, np.zeros(n_xi), status,
+                          sol.iterations)
+    if status not in _SOLVED:
+        raise QPSolverError(
+            f"Clarabel stopped with status {status} after {sol.iterations} iterations on a working set of "
+            f"{m} constraints; the features may be badly scaled (try standardising them) or nearly degenerate.")
+    x = np.asarray(sol.x)
+    z = np.asarray(sol.z)
+    offset = 1 if (problem.free_bias and K > 1) else 0
+    W = x[:n_w].reshape(K, d)
+    b = x[n_w:n_w + n_b] if n_b else np.zeros(K)
+    xi = np.maximum(x[n_w + n_b:], 0.0)
+    alpha = np.maximum(z[offset:offset + m], 0.0)
+    return QPSolution(W, b, alpha, xi_samples, xi, status, sol.iterations)
+
+
+def _settings(tol: float) -> clarabel.DefaultSettings:
+    settings = clarabel.DefaultSettings()
+    settings.verbose = False
+    accuracy = float(np.clip(tol * 1e-2, 1e-12, 1e-8))
+    settings.tol_gap_abs = accuracy
+    settings.tol_gap_rel = accuracy
+    settings.tol_feas = accuracy
+    settings.tol_ktratio = 1e-7
+    settings.max_iter = 200
+    return settings

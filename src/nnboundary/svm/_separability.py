@@ -1,0 +1,36 @@
+"""Linear separability decided by a linear program (HiGHS via scipy), with the answer as a certificate.
+
+Used when the working-set loop has not settled whether hard-margin features are separable: the LP
+``find (W, b) with gᵤ(W, b) ≥ 1 for every unit`` is feasible exactly when a separating hyperplane exists
+(scale any strict separator up), and HiGHS proves infeasibility otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from nnboundary.svm._problem import MarginProblem
+
+
+def is_separable(problem: MarginProblem) -> bool:
+    """True when some (W, b) gives every unit a functional margin ≥ 1 (HiGHS status 0), False when the LP is
+    infeasible (status 2). Any other outcome raises RuntimeError: no guess is made."""
+    units = np.flatnonzero(problem.valid_units().ravel())
+    G = problem.unit_rows(units)  # (m, n_vars)
+    n_vars = G.shape[1]
+    A_eq, b_eq = None, None
+    if problem.free_bias and problem.n_blocks > 1:
+        A_eq = sp.csr_matrix((np.ones(problem.n_blocks),
+                              (np.zeros(problem.n_blocks, dtype=int),
+                               problem.n_blocks * problem.n_features + np.arange(problem.n_blocks))),
+                             shape=(1, n_vars))
+        b_eq = np.zeros(1)
+    result = linprog(np.zeros(n_vars), A_ub=-G, b_ub=-np.ones(len(units)), A_eq=A_eq, b_eq=b_eq,
+                     bounds=(None, None), method="highs")
+    if result.status == 0:
+        return True
+    if result.status == 2:
+        return False
+    raise RuntimeError(f"The separability LP ended with HiGHS status {result.status}: {result.message}")

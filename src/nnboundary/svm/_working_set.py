@@ -1,0 +1,153 @@
+"""The working-set (cutting-plane) loop that makes the exact QP cheap on large data.
+
+At the optimum only the units on the margin carry a non-zero multiplier, and there are few of them (at most
+about the number of variables in general position, far fewer for nearly collapsed network features). So: solve
+the QP on a small candidate set S, compute the margin of *every* unit, add the most violated units to S, and
+repeat. Outside S every multiplier is zero and every slack is zero, so when no unit outside S violates its
+margin by more than ``tol`` the restricted solution satisfies the KKT conditions of the whole problem: the loop
+stops with a certificate (the largest violation over all points), never on a timeout. S only grows, so the
+restricted optimum increases monotonically and the loop terminates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnboundary.svm._problem import MarginProblem
+from nnboundary.svm._qp import solve_restricted
+from nnboundary.svm._warm_start import approximate_solution
+
+
+@dataclass(frozen=True)
+class WorkingSetResult:
+    """Solution of the full problem with its certificate.
+
+    W (n_blocks, d), b (n_blocks,); alpha (n_samples, units_per_sample) multipliers (zero outside the final set);
+    xi (n_samples,) slacks; max_violation: max over all units of max(0, 1 − ξ − gᵤ);
+    primal, dual: objective values (gap = primal − dual ≥ 0 certifies optimality);
+    rounds, n_working: loop statistics; infeasible: the final subset had no separating solution.
+    """
+
+    W: np.ndarray
+    b: np.ndarray
+    alpha: np.ndarray
+    xi: np.ndarray
+    max_violation: float
+    primal: float
+    dual: float
+    rounds: int
+    n_working: int
+    infeasible: bool
+    converged: bool
+
+
+def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None) -> np.ndarray:
+    """First working set: the ``size`` units of smallest margin under a cheap approximate solution.
+
+    The approximate L2-loss SVM (see ``_warm_start``) is a fraction of a degree from the answer, so its
+    smallest-margin units are the likeliest support vectors. ``init_samples`` (e.g. the previous support set during
+    training) are always included, with all their units.
+    """
+    W, b = approximate_solution(problem)
+    g = np.where(problem.valid_units(), problem.margins(W, b), np.inf).ravel()
+    size = min(size, int(np.isfinite(g).sum()))
+    units = np.argpartition(g, size - 1)[:size] if size < len(g) else np.flatnonzero(np.isfinite(g))
+    if init_samples is not None and len(init_samples):
+        per = problem.units_per_sample
+        extra = (np.asarray(init_samples, dtype=np.int64)[:, None] * per + np.arange(per)).ravel()
+        extra = extra[np.isfinite(g[extra])]
+        units = np.union1d(units, extra)
+    return np.unique(units)
+
+
+def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, max_rounds: int,
+                      seed_size: int, chunk: int, init_samples: np.ndarray | None = None) -> WorkingSetResult:
+    """Run the cutting-plane loop; see the module docstring. ``chunk`` bounds the units added per round.
+
+    To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for two rounds in a row
+    leave the working set; they are checked again every round like every other point and come back if
+    violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
+    """
+    n = problem.n_samples
+    valid = problem.valid_units()
+    S = seed_units(problem, seed_size, init_samples)
+    idle = np.zeros(len(S), dtype=np.int64)  # consecutive rounds each unit of S was inactive
+    rounds = 0
+    while True:
+        rounds += 1
+        qp = solve_restricted(problem, S, C, tol)
+        if qp.infeasible:
+            return _result(problem, qp, S, C, rounds, infeasible=True, converged=True)
+        xi = np.zeros(n)
+        xi[qp.xi_samples] = qp.xi
+        g = problem.margins(qp.W, qp.b)
+        violation = np.where(valid, 1.0 - xi[:, None] - g, -np.inf).ravel()
+        slack_in_S = violation[S]
+        violation[S] = -np.inf  # units already in S are satisfied up to the QP's own accuracy
+        outside = np.flatnonzero(violation > tol)
+        if len(outside) == 0 or rounds >= max_rounds:
+            return _result(problem, qp, S, C, rounds, infeasible=False, converged=len(outside) == 0)
+        outside = _units_to_add(violation, len(outside), chunk)
+        inactive = (qp.alpha <= 1e-9 * max(qp.alpha.max(), 1e-300)) & (slack_in_S < -1e-6)
+        idle = np.where(inactive, idle + 1, 0)
+        keep = idle < 2 if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
+        S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
+        idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
+
+
+def _units_to_add(violation: np.ndarray, n_violated: int, chunk: int) -> np.ndarray:
+    """The violated units, most violated first, topped up with the nearest-to-violated ones up to ``chunk``.
+
+    Adding units that sit just above the margin (violation slightly below 0) anticipates the next round's
+    violators: it costs a slightly larger QP but saves whole rounds of one or two new units each.
+    """
+    take = min(max(n_violated, chunk // 4), chunk, int(np.isfinite(violation).sum()))
+    return np.argpartition(-violation, take - 1)[:take]
+
+
+def _result(problem: MarginProblem, qp, S: np.ndarray, C: float | None, rounds: int, *, infeasible: bool,
+            converged: bool) -> WorkingSetResult:
+    n, per = problem.n_samples, problem.units_per_sample
+    alpha = np.zeros(n * per)
+    xi = np.zeros(n)
+    if infeasible:
+        return WorkingSetResult(qp.W, qp.b, alpha.reshape(n, per), xi, np.inf, np.inf, -np.inf, rounds, len(S),
+                                True, converged)
+    alpha[S] = qp.alpha
+    alpha = alpha.reshape(n, per)
+    g = problem.margins(qp.W, qp.b)
+    hinge = np.where(problem.valid_units(), 1.0 - g, -np.inf).max(1).clip(min=0.0)  # (n,) ξ that (W, b) needs
+    if C is None:
+        max_violation = float(hinge.max())
+        primal = 0.5 * float((qp.W ** 2).sum())
+    else:
+        xi[qp.xi_samples] = qp.xi
+        max_violation = float(np.where(problem.valid_units(), 1.0 - xi[:, None] - g, -np.inf).max().clip(min=0.0))
+        primal = 0.5 * float((qp.W ** 2).sum()) + float(C) * float(hinge.sum())
+    dual = _dual_objective(problem, alpha)
+    return WorkingSetResult(qp.W, qp.b, alpha, xi, max_violation, primal, dual, rounds, len(S), False, converged)
+
+
+def _dual_objective(problem: MarginProblem, alpha: np.ndarray) -> float:
+    """Lagrange dual value Σα − ½‖Σᵤ αᵤ ∂gᵤ/∂W‖² of the multipliers (zero-extended to every unit).
+
+    With a free bias, dual feasibility also needs Σᵤ αᵤ ∂gᵤ/∂b = 0; Clarabel meets it to its own accuracy.
+    """
+    coef = dual_coefficients(problem, alpha)  # (n, n_blocks)
+    V = coef.T @ problem.H  # (n_blocks, d)
+    return float(alpha.sum() - 0.5 * (V ** 2).sum())
+
+
+def dual_coefficients(problem: MarginProblem, alpha: np.ndarray) -> np.ndarray:
+    """Per-sample, per-block weights β with W = βᵀH at the optimum, shape (n_samples, n_blocks).
+
+    Binary: βᵢ = yᵢαᵢ. Crammer–Singer: β_{i,yᵢ} = Σₖ α_{ik}, β_{ik} = −α_{ik} for k ≠ yᵢ.
+    """
+    if problem.n_blocks == 1:
+        return (problem.y * alpha[:, 0])[:, None]
+    beta = -alpha.copy()
+    rows = np.arange(problem.n_samples)
+    beta[rows, problem.y] = alpha.sum(1)
+    return beta

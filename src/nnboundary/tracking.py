@@ -1,0 +1,374 @@
+"""``AlignmentTracker``: measure the head against the max-margin SVM from inside any training loop.
+
+Call ``tracker.step(step, model)`` after every optimiser step. On the steps of its schedule
+(by default the log-spaced 1, 2, 5, 10, 20, 50, ...) it runs :func:`~nnboundary.analysis.analyze`
+on its fixed data, appends one JSON line to ``metrics.jsonl`` (flushed at once, so a crash loses
+nothing), and warm-starts the next SVM fit from the current support set. Gradient descent moves
+the head towards the SVM only like ``1 / log t`` (Soudry et al. 2018), which is why the schedule
+and the plot use a log step axis.
+
+Example
+-------
+>>> tracker = AlignmentTracker(X, y, "runs/mlp")           # doctest: +SKIP
+>>> for t in range(1, n_steps + 1):                          # doctest: +SKIP
+...     train_one_step(model)
+...     tracker.step(t, model, loss=float(loss))
+>>> tracker.plot("runs/mlp/alignment.png")                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nnboundary.analysis import _jsonable, analyze
+
+__all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
+
+logger = logging.getLogger(__name__)
+
+Schedule = str | int | Iterable[int] | Callable[[int], bool] | None
+
+
+def is_log_step(step: int, mantissas: tuple[int, ...] = (1, 2, 5)) -> bool:
+    """True for steps ``m · 10^e`` with m in ``mantissas``: 1, 2, 5, 10, 20, 50, 100, ..."""
+    if step < 1:
+        return False
+    while step % 10 == 0:
+        step //= 10
+    return step in mantissas
+
+
+def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0,
+                    fraction: float = 0.5) -> float:
+    """Least-squares c in ``value ≈ target + c / log(step)`` over the later points.
+
+    Uses the last ``ceil(fraction · n)`` of the n points with ``step > 1`` and a finite value;
+    with ``u = 1/log(step)``, ``c = Σ (value − target) u / Σ u²``. NaN if no point qualifies.
+    """
+    t = np.asarray(step, dtype=np.float64)
+    a = np.asarray(value, dtype=np.float64) - target
+    ok = (t > 1) & np.isfinite(a)
+    if not ok.any():
+        return float("nan")
+    order = np.argsort(t[ok], kind="stable")
+    t, a = t[ok][order], a[ok][order]
+    k = int(np.ceil(fraction * t.size))
+    u = 1.0 / np.log(t[-k:])
+    return float(a[-k:] @ u / (u @ u))
+
+
+class AlignmentTracker:
+    """Track cosine, angle, margin ratio and bias offset of the head vs the SVM during training.
+
+    Parameters
+    ----------
+    X : Tensor or ndarray of shape (N, *), tuple (X, y), Dataset or DataLoader
+        The (training) data whose features the SVM is fitted on at every evaluation. Keep it
+        modest (a few thousand points) so that evaluations stay cheap.
+    y : array-like of shape (N,), default=None
+        Labels, unless X carries them.
+    out : str or PathLike, default=None
+        A directory (``metrics.jsonl`` is written inside) or a path ending in ``.jsonl``.
+        None keeps the records in memory only.
+    schedule : "log", int, iterable of int, callable or None, default="log"
+        Which steps are evaluated: "log" = 1, 2, 5, 10, 20, 50, ...; an int k = every k-th
+        step; an iterable = exactly those steps; a callable ``f(step) -> bool``; None = none
+        (only ``every`` or ``force=True``).
+    every : int, default=None
+        Also evaluate every ``every`` steps (in addition to ``schedule``).
+    head, svm, svm_regularized, soft_C, batch_size, device, grid_resolution :
+        Passed to :func:`~nnboundary.analysis.analyze`.
+    X_test, y_test : default=None
+        Optional test data for ``agreement_test``.
+    resume : bool, default=False
+        If the jsonl file exists, load its records and continue (already recorded steps are
+        not evaluated again). A truncated last line (crash mid-write) is dropped.
+    overwrite : bool, default=False
+        If the jsonl file exists and ``resume`` is False, start it afresh instead of raising.
+
+    Attributes
+    ----------
+    records : list of dict
+        One row per evaluation: ``step``, the analysis summary, ``eval_seconds`` and the
+        ``**extra`` given to :meth:`step`.
+    path : Path or None
+        The metrics.jsonl file.
+    """
+
+    format = 1
+
+    def __init__(
+        self,
+        X: Any,
+        y: Any = None,
+        out: str | os.PathLike[str] | None = None,
+        *,
+        schedule: Schedule = "log",
+        every: int | None = None,
+        head: Any = None,
+        svm: Any = None,
+        svm_regularized: Any = None,
+        X_test: Any = None,
+        y_test: Any = None,
+        soft_C: float = 1.0,
+        batch_size: int = 1024,
+        device: Any = None,
+        grid_resolution: int = 200,
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> None:
+        self.X, self.y, self.X_test, self.y_test = X, y, X_test, y_test
+        self.schedule, self.every, self.head = schedule, every, head
+        self.svm, self.svm_regularized, self.soft_C = svm, svm_regularized, soft_C
+        self.batch_size, self.device, self.grid_resolution = batch_size, device, grid_resolution
+        self._is_scheduled = _schedule_fn(schedule, every)
+        self.records: list[dict[str, Any]] = []
+        self._steps: set[int] = set()
+        self._support: np.ndarray | None = None
+        self._support_reg: np.ndarray | None = None
+        self._head_name: str | None = head if isinstance(head, str) else None
+        self.path = _jsonl_path(out)
+        if self.path is not None:
+            self._open(resume=resume, overwrite=overwrite)
+
+    # -- file handling -----------------------------------------------------------------------
+    def _open(self, *, resume: bool, overwrite: bool) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        if resume:
+            self.records = _read_jsonl(self.path)
+            logger.info("Resuming %s with %d records.", self.path, len(self.records))
+        elif overwrite:
+            self.path.write_text("")
+        else:
+            raise FileExistsError(
+                f"{self.path} already holds tracking records. Pass resume=True to continue that run, "
+                "overwrite=True to start it afresh, or choose another output."
+            )
+
+    def _append(self, row: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        line = json.dumps(_jsonable(row), allow_nan=False)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+
+    # -- the loop hook -----------------------------------------------------------------------
+    def is_scheduled(self, step: int) -> bool:
+        """Would :meth:`step` evaluate at this step (ignoring steps already recorded)?"""
+        return bool(self._is_scheduled(int(step)))
+
+    def step(self, step: int, model: Any, *, force: bool = False, **extra: Any) -> dict[str, Any] | None:
+        """Evaluate on scheduled steps; return the new record, or None if nothing was done.
+
+        Parameters
+        ----------
+        step : int
+            The training step just completed (1 after the first optimiser step).
+        model : nn.Module
+            The network; it is put in eval mode for the evaluation and restored afterwards.
+        force : bool, default=False
+            Evaluate even if the step is not on the schedule.
+        **extra : float or str
+            Added to the record (e.g. ``lr=...``, ``train_loss=...``); tensors become floats.
+        """
+        step = int(step)
+        if not (force or self.is_scheduled(step)):
+            return None
+        if step in self._recorded_steps():
+            return None  # already recorded (e.g. before a resume)
+        t0 = time.perf_counter()
+        result = analyze(
+            model, self.X, self.y, head=self._head_name if self._head_name is not None else self.head,
+            svm=self.svm, X_test=self.X_test, y_test=self.y_test, svm_regularized=self.svm_regularized,
+            soft_C=self.soft_C, batch_size=self.batch_size, device=self.device,
+            grid_resolution=self.grid_resolution, init_support=self._support,
+            init_support_regularized=self._support_reg,
+        )
+        self._head_name = result.head_name
+        self._support = np.asarray(result.support)
+        if result.svm_regularized is not None and hasattr(result.svm_regularized, "support_"):
+            self._support_reg = np.asarray(result.svm_regularized.support_)
+        row = {"step": step, **result.summary, "eval_seconds": time.perf_counter() - t0}
+        row.update({k: _scalar(v) for k, v in extra.items()})
+        self.records.append(row)
+        self._append(row)
+        return row
+
+    def _recorded_steps(self) -> set[int]:
+        if len(self._steps) != len(self.records):
+            self._steps = {int(r["step"]) for r in self.records if "step" in r}
+        return self._steps
+
+    def on_eval(self, step: int, model: Any) -> None:
+        """``nnboundary.train.TrainCallback`` hook: the loop decided to evaluate, so evaluate."""
+        self.step(step, model, force=True)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def state_key(self) -> str:
+        """Key under which a checkpoint stores this tracker (includes the head)."""
+        return f"AlignmentTracker{{head={self._head_name or self.head}}}"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs: records and the warm-start support sets."""
+        return {
+            "format": self.format,
+            "records": [dict(r) for r in self.records],
+            "support": None if self._support is None else self._support.tolist(),
+            "support_regularized": None if self._support_reg is None else self._support_reg.tolist(),
+            "head": self._head_name,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output (the jsonl file is left as it is)."""
+        if state.get("format") != self.format:
+            raise ValueError(f"Tracker state has format {state.get('format')!r}, expected {self.format}.")
+        self.records = [dict(r) for r in state["records"]]
+        self._support = None if state.get("support") is None else np.asarray(state["support"], dtype=np.int64)
+        sr = state.get("support_regularized")
+        self._support_reg = None if sr is None else np.asarray(sr, dtype=np.int64)
+        self._head_name = state.get("head") or self._head_name
+
+    # -- results -----------------------------------------------------------------------------
+    @property
+    def history(self) -> pd.DataFrame:
+        """All records as a DataFrame, one row per evaluated step."""
+        return pd.DataFrame(self.records)
+
+    def plot(self, path: str | os.PathLike[str] | None = None, *,
+             metrics: tuple[str, ...] = ("angle_deg", "margin_ratio", "bias_offset")) -> Any:
+        """Panels of ``metrics`` against the step (log axis) with a fitted ``c / log t`` reference.
+
+        The reference is ``c / log t`` for the angle and the bias offset and ``1 − c / log t`` for
+        the margin ratio (Soudry et al.'s rate), with c fitted by least squares on the later half
+        of the points (see :func:`fit_inverse_log`). Uses matplotlib's Agg canvas (no display,
+        no change to the global backend).
+
+        Returns
+        -------
+        fig : matplotlib.figure.Figure (saved to ``path`` if given)
+        """
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        if not self.records:
+            raise RuntimeError("Nothing to plot yet: no step has been evaluated. Call step() during training.")
+        hist = self.history
+        missing = [m for m in metrics if m not in hist]
+        if missing:
+            raise KeyError(f"Metrics {missing} are not in the history; available: {sorted(hist.columns)}")
+        fig = Figure(figsize=(6.4, 2.3 * len(metrics)), layout="constrained")
+        FigureCanvasAgg(fig)
+        axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
+        t = hist["step"].to_numpy(dtype=float)
+        for ax, name in zip(axes, metrics):
+            v = pd.to_numeric(hist[name], errors="coerce").to_numpy(dtype=float)
+            ax.plot(t, v, "o-", ms=3, lw=1.4, label=name)
+            target = 1.0 if name == "margin_ratio" else 0.0
+            c = fit_inverse_log(t, v, target=target)
+            tt = t[t > 1]
+            if np.isfinite(c) and tt.size >= 2:
+                g = np.geomspace(tt.min(), tt.max(), 100)
+                ax.plot(g, target + c / np.log(g), "--", lw=1.1, color="tab:red",
+                        label=f"{target:g} + c/log t, c={c:.3g}" if target else f"c/log t, c={c:.3g}")
+            ax.axhline(target, color="0.6", lw=0.8, ls=":")
+            ax.set_ylabel(name)
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize="small")
+        if (t > 0).all():
+            axes[-1].set_xscale("log")
+        else:
+            axes[-1].set_xscale("symlog", linthresh=1.0)
+        axes[-1].set_xlabel("training step")
+        if path is not None:
+            p = Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(p, dpi=120)
+        return fig
+
+    def __repr__(self) -> str:
+        return (f"AlignmentTracker(N={_n(self.X)}, schedule={self.schedule!r}, every={self.every}, "
+                f"path={str(self.path) if self.path else None!r}, records={len(self.records)})")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _n(X: Any) -> Any:
+    try:
+        return len(X)
+    except TypeError:
+        return "?"
+
+
+def _scalar(v: Any) -> Any:
+    """Tensors / numpy scalars of one element -> Python numbers; anything else unchanged."""
+    if isinstance(v, np.generic):
+        return v.item()
+    if (hasattr(v, "numel") and v.numel() == 1) or (isinstance(v, np.ndarray) and v.size == 1):
+        return v.item()
+    return v
+
+
+def _schedule_fn(schedule: Schedule, every: int | None) -> Callable[[int], bool]:
+    if every is not None and (not isinstance(every, int) or every < 1):
+        raise ValueError(f"every must be a positive int or None, got {every!r}.")
+    if schedule is None:
+        base: Callable[[int], bool] = lambda s: False  # noqa: E731
+    elif isinstance(schedule, str):
+        if schedule != "log":
+            raise ValueError(f"Unknown schedule {schedule!r}; use 'log', an int k, a list of steps or a callable.")
+        base = is_log_step
+    elif isinstance(schedule, bool):
+        raise TypeError("schedule must be 'log', an int, an iterable of steps or a callable, not a bool.")
+    elif isinstance(schedule, int):
+        if schedule < 1:
+            raise ValueError(f"An int schedule means 'every k steps' and must be >= 1, got {schedule}.")
+        base = lambda s, k=schedule: s >= 1 and s % k == 0  # noqa: E731
+    elif callable(schedule):
+        base = schedule
+    else:
+        steps = frozenset(int(s) for s in schedule)
+        base = steps.__contains__
+    if every is None:
+        return base
+    return lambda s: base(s) or (s >= 1 and s % every == 0)
+
+
+def _jsonl_path(out: str | os.PathLike[str] | None) -> Path | None:
+    if out is None:
+        return None
+    p = Path(out)
+    return p if p.suffix == ".jsonl" else p / "metrics.jsonl"
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Records of a metrics.jsonl; a corrupt *last* line is dropped and the file repaired."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i != len(lines) - 1:
+                raise ValueError(f"{path} line {i + 1} is not valid JSON; the file is corrupt.") from None
+            logger.warning("Dropping a truncated last line of %s (interrupted write).", path)
+            tmp = path.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records))
+            os.replace(tmp, path)
+    return records
