@@ -66,7 +66,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
                       seed_size: int, chunk: int, init_samples: np.ndarray | None = None) -> WorkingSetResult:
     """Run the cutting-plane loop; see the module docstring. ``chunk`` bounds the units added per round.
 
-    To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for two rounds in a row
+    To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for three rounds in a row
     leave the working set; they are checked again every round like every other point and come back if
     violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
     """
@@ -92,7 +92,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         outside = _units_to_add(violation, len(outside), chunk)
         inactive = (qp.alpha <= 1e-9 * max(qp.alpha.max(), 1e-300)) & (slack_in_S < -1e-6)
         idle = np.where(inactive, idle + 1, 0)
-        keep = idle < 2 if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
+        keep = idle < 3 if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
 
@@ -103,7 +103,7 @@ def _units_to_add(violation: np.ndarray, n_violated: int, chunk: int) -> np.ndar
     Adding units that sit just above the margin (violation slightly below 0) anticipates the next round's
     violators: it costs a slightly larger QP but saves whole rounds of one or two new units each.
     """
-    take = min(max(n_violated, chunk // 4), chunk, int(np.isfinite(violation).sum()))
+    take = min(max(n_violated, chunk // 2), chunk, int(np.isfinite(violation).sum()))
     return np.argpartition(-violation, take - 1)[:take]
 
 
