@@ -188,7 +188,7 @@ def test_make_loss_errors():
 @pytest.mark.parametrize("name", available_optimizers())
 def test_every_optimizer_builds_without_weight_decay_and_trains(name):
     opt = make_optimizer(name, _mlp().parameters(), lr=0.01)
-    assert all(group["weight_decay"] == 0 for group in opt.param_groups)
+    assert all(group.get("weight_decay", 0) == 0 for group in opt.param_groups)
     X, y = _blobs(30)
     result = fit(_mlp(), X, y, optimizer=name, lr=0.05, steps=30, progress=False)
     assert result.history[-1][1] < result.history[0][1]
@@ -505,19 +505,24 @@ def test_callbacks_protocol_adapter_and_state(tmp_path):
             self.steps = list(state["steps"])
 
     class Tracker:                       # AlignmentTracker-like: step(step, model, **extra)
-        eval_steps = {2, 5}
-
         def __init__(self):
-            self.calls = []
+            self.calls, self.finished = [], False
+
+        def is_scheduled(self, step):
+            return step in (2, 5)
 
         def step(self, step, model, **extra):
             self.calls.append((step, sorted(extra)))
+
+        def finish(self):
+            self.finished = True
 
     rec, tracker = Recorder(), Tracker()
     result = fit(_mlp(), X, y, lr=0.1, steps=10, callbacks=[rec, tracker], checkpoint_dir=tmp_path,
                  progress=False)
     assert rec.steps == [3, 6, 9] and rec.ended == (10, result.final_loss)
-    assert tracker.calls == [(2, ["accuracy", "loss"]), (5, ["accuracy", "loss"])]
+    expected = ["train_accuracy", "train_loss"]
+    assert tracker.calls == [(2, expected), (5, expected)] and tracker.finished
 
     every_other = StepCallback(Tracker(), schedule=2)
     fit(_mlp(), X, y, lr=0.1, steps=5, callbacks=[every_other], progress=False)
@@ -537,3 +542,65 @@ def test_trainer_stores_arguments_only():
     assert trainer.lr == -1.0
     with pytest.raises(ValueError, match="lr"):  # ... but in fit
         trainer.fit(_mlp(), *_blobs(10))
+
+
+# ------------------------------------------------------------------------------------------------
+# loss-based step size (opt-in)
+# ------------------------------------------------------------------------------------------------
+def test_loss_based_gd_grows_alpha_keeps_loss_decreasing_and_resumes(tmp_path):
+    X, y = _blobs(40)
+    kw = dict(optimizer="loss_based", lr=0.1, progress=False, log_every=1)
+    model = _mlp()
+    result = fit(model, X, y, steps=30, **kw)
+    losses = [loss for _, loss, _ in result.history]
+    assert all(b <= a for a, b in zip(losses, losses[1:]))           # failed tries are rolled back
+    assert losses[-1] < 1e-20 and result.final_accuracy == 1.0     # plain GD at lr 0.1: nowhere near
+    fit(_mlp(), X, y, steps=12, checkpoint_dir=tmp_path, **kw)
+    resumed = _mlp(seed=2)
+    fit(resumed, X, y, steps=30, checkpoint_dir=tmp_path, resume=True, **kw)
+    _assert_same_state(model.state_dict(), resumed.state_dict())
+
+
+def test_loss_based_gd_rolls_back_a_failed_step():
+    w = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = make_optimizer("loss_based", [w], lr=100.0)        # alpha / L * grad = 100: overshoots
+    loss = lambda: (w ** 2).sum()                            # noqa: E731
+    loss().backward()
+    new_loss = opt.step(loss)
+    # step = alpha / L0 * grad = 2 alpha: fails (|w| grows) until alpha = 100 / 2**7 < 1, then succeeds
+    alpha = 100.0 / 2 ** 7
+    assert math.isclose(w.item(), 1 - 2 * alpha, rel_tol=1e-12) and math.isclose(new_loss.item(), (1 - 2 * alpha) ** 2)
+    assert math.isclose(opt.param_groups[0]["lr"], alpha * 1.1)   # grown after the success
+    with pytest.raises(RuntimeError, match="closure"):
+        opt.step()
+
+
+def test_tracker_state_survives_resume_even_if_its_key_changes(tmp_path):
+    X, y = _blobs(20)
+
+    class KeyedTracker:              # like AlignmentTracker: state_key names the head found on first use
+        def __init__(self):
+            self.head, self.steps = None, []
+
+        @property
+        def state_key(self):
+            return f"Tracker{{head={self.head}}}"
+
+        def step(self, step, model, **extra):
+            self.head = "head"
+            self.steps.append(step)
+
+        def is_scheduled(self, step):
+            return step % 4 == 0
+
+        def state_dict(self):
+            return {"steps": list(self.steps)}
+
+        def load_state_dict(self, state):
+            self.steps = list(state["steps"])
+
+    fit(_mlp(), X, y, lr=0.1, steps=10, callbacks=[KeyedTracker()], checkpoint_dir=tmp_path, progress=False)
+    tracker = KeyedTracker()
+    fit(_mlp(), X, y, lr=0.1, steps=17, callbacks=[tracker], checkpoint_dir=tmp_path, resume=True,
+        progress=False)
+    assert tracker.steps == [4, 8, 12, 16]

@@ -421,9 +421,12 @@ def analyze(
 
 
 def _regularized_like(svm: Any) -> Any:
-    params = svm.get_params() if hasattr(svm, "get_params") else {}
-    return default_svm(bias="regularized", C=params.get("C"),
-                       multiclass=params.get("multiclass", "crammer_singer"))
+    """The regularised-bias counterpart of ``svm`` (same C and multiclass if it is ours, else hard)."""
+    from nnboundary.svm import MaxMarginClassifier
+
+    if not isinstance(svm, MaxMarginClassifier):
+        return default_svm(bias="regularized")
+    return default_svm(bias="regularized", C=svm.C, multiclass=svm.multiclass)
 
 
 def analyze_features(
@@ -494,7 +497,10 @@ def analyze_features(
     V, c = _svm_rule(est, K)
     est_reg = None
     if svm_regularized is not False:
-        est_reg, _ = _fit_svm(svm_regularized, H, y, soft_C, _opt_idx(init_support_regularized))
+        reg = svm_regularized
+        if separable is False and "C" in reg.get_params() and reg.get_params()["C"] is None:
+            reg = clone(reg).set_params(C=soft_C)  # same separability question: skip the failing hard fit
+        est_reg, _ = _fit_svm(reg, H, y, soft_C, _opt_idx(init_support_regularized))
     support = _svm_support(est, H, y, V, c)
 
     m_nn = M.functional_margins(H, y, W, b)  # (N,)

@@ -14,8 +14,10 @@ Head discovery (``head=None``):
    ``out_features`` of the last ``nn.Linear`` in registration order.
 2. The candidates are the ``nn.Linear`` modules with ``out_features == K``. One candidate is
    the head. Several candidates are resolved only if one of them is the model's last leaf module
-   (trailing ``nn.Identity``/``nn.Dropout`` ignored); otherwise a ``HeadNotFoundError`` lists them
-   and asks for ``head="<dotted name>"``. Nothing is guessed silently.
+   (trailing ``nn.Identity``/``nn.Dropout`` ignored) or, when a forward pass is available
+   (extraction), if exactly one of them produced the model's output; otherwise a
+   ``HeadNotFoundError`` lists them and asks for ``head="<dotted name>"``. Nothing is guessed
+   silently.
 3. With ``n_classes`` unknown, the model's last leaf module must be an ``nn.Linear``; a final
    ``Softmax``/``LogSoftmax``/activation is an error (the comparison needs raw logits).
 4. During extraction the head's output is checked against the model's output on the first
@@ -47,6 +49,7 @@ __all__ = [
     "head_predict",
     "describe",
     "linear_modules",
+    "model_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -360,7 +363,7 @@ def _to_loader(data: Any, y: Any, batch_size: int) -> tuple[Iterable[Any], int |
             raise ValueError("Pass labels inside the Dataset's items, not as y=, when data is a Dataset.")
         loader = DataLoader(data, batch_size=batch_size, shuffle=False)
         return loader, _loader_size(loader)
-    if isinstance(data, (tuple, list)) and len(data) == 2 and y is None:
+    if isinstance(data, tuple) and len(data) == 2 and y is None:  # (X, y); a list is data
         data, y = data
     X = _as_tensor(data)
     if X.ndim == 0:
@@ -474,8 +477,11 @@ def extract_features(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, total=None if n_est is None else -(-n_est // batch_size),
-                       desc="features", unit="batch")
+        try:
+            total = len(batches)  # type: ignore[arg-type]  # a DataLoader knows its batch count
+        except TypeError:
+            total = None if n_est is None else -(-n_est // batch_size)
+        batches = tqdm(batches, total=total, desc="features", unit="batch")
     split = head if isinstance(head, SplitClassifier) else None
     H = Z = Y = None
     has_labels = None
@@ -522,9 +528,25 @@ def _split_from_probe(model: nn.Module, head: Any, xb: Tensor) -> SplitClassifie
     """Discover the head with K read from one forward pass on the first batch."""
     if head is not None:
         return split_classifier(model, head)
-    out = model(xb[:2])
+    outs: dict[str, Tensor] = {}
+    handles = [m.register_forward_hook(lambda mod, a, o, n=name: outs.__setitem__(n, o))
+               for name, m in linear_modules(model)]
+    try:
+        out = model(xb[:2])
+    finally:
+        for h in handles:
+            h.remove()
     n_out = out.shape[-1] if isinstance(out, Tensor) and out.ndim >= 2 else None
-    return split_classifier(model, None, n_classes=n_out)
+    try:
+        return split_classifier(model, None, n_classes=n_out)
+    except HeadNotFoundError:
+        if n_out is None:
+            raise
+        # Several candidates: the head is the one whose output *is* the model's output.
+        same = [n for n, o in outs.items() if isinstance(o, Tensor) and o.shape == out.shape and torch.equal(o, out)]
+        if len(same) != 1:
+            raise
+        return split_classifier(model, same[0])
 
 
 def _forward_batch(split: SplitClassifier, xb: Tensor, *, check: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -548,12 +570,14 @@ def _forward_batch(split: SplitClassifier, xb: Tensor, *, check: bool) -> tuple[
             f"({B}, {split.n_features}): one feature vector per sample. Heads applied per token or "
             "per pixel are not supported; pass the head that maps (B, D) to logits."
         )
-    if check and isinstance(out, Tensor) and out.shape == z.shape and not torch.allclose(out, z):
+    if check and isinstance(out, Tensor) and out.shape == z.shape and not torch.allclose(out, z, equal_nan=True):
         raise HeadNotFoundError(
             f"The model's output differs from the output of its head {split.head_name!r}: the "
-            "last layer is not the linear head (e.g. a Softmax/LogSoftmax or scaling follows it). "
-            "nnboundary needs a model that returns the head's raw logits; remove the final "
-            f"activation or pass the right head=. Candidates: {list(split.candidates)}"
+            "last layer is not the linear head (e.g. a Softmax/LogSoftmax, a scaling or a skip "
+            "connection is added after it). nnboundary needs a model that returns the head's raw "
+            "logits: remove the final activation or pass the right head=; if the logits are linear "
+            "in other features too, build those features and call analyze_features(H, y, W, b). "
+            f"Candidates: {list(split.candidates)}"
         )
     return (h.detach().to("cpu", torch.float64).numpy(), z.detach().to("cpu", torch.float64).numpy())
 

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +38,11 @@ def is_torchscript_file(path: str | os.PathLike[str]) -> bool:
 def load_model_file(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> nn.Module:
     """Load a classifier saved as TorchScript or as a whole pickled module.
 
-    TorchScript is tried first (``torch.jit.load``, no Python code is unpickled). Otherwise the
-    file is read with ``torch.load(weights_only=False)``.
+    TorchScript is tried first (``torch.jit.load``, no Python code is unpickled). Hooks cannot be
+    attached inside compiled code, so a TorchScript model must be an ``nn.Sequential`` chain
+    (nested ones are fine); it is rebuilt as an eager ``nn.Sequential`` whose ``Linear`` layers
+    are real ``nn.Linear`` modules with the same weights. Otherwise the file is read with
+    ``torch.load(weights_only=False)``.
 
     .. warning::
        Unpickling a whole module **executes code from the file**: only load files you trust, and
@@ -56,13 +61,17 @@ def load_model_file(path: str | os.PathLike[str], *, map_location: str | torch.d
     ------
     FileNotFoundError
     TypeError
-        The file holds a state_dict or another object, not a module.
+        The file holds a state_dict or another object, not a module, or a TorchScript model
+        that is not an ``nn.Sequential`` chain.
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"Model file {p} does not exist.")
     if is_torchscript_file(p):
-        model = torch.jit.load(str(p), map_location=map_location)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch >= 2.9 deprecates torch.jit
+            scripted = torch.jit.load(str(p), map_location=map_location)
+        return _unscript(scripted, p).eval()
     else:
         model = torch.load(p, map_location=map_location, weights_only=False)
     if isinstance(model, dict):
@@ -123,3 +132,26 @@ def load_data_file(path: str | os.PathLike[str]) -> DataFile:
         if a in d and len(d[a]) != len(d[b]):
             raise ValueError(f"{p}: {a} has {len(d[a])} samples but {b} has {len(d[b])}.")
     return DataFile(X=d["X"], y=d["y"], X_test=d.get("X_test"), y_test=d.get("y_test"))
+
+
+def _unscript(sm: nn.Module, path: Path) -> nn.Module:
+    """Rebuild a scripted ``nn.Sequential`` chain as eager modules (Linear layers become nn.Linear)."""
+    kind = getattr(sm, "original_name", type(sm).__name__)
+    if kind == "Linear":
+        w = sm.weight.detach()
+        b = getattr(sm, "bias", None)
+        lin = nn.Linear(w.shape[1], w.shape[0], bias=b is not None, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            if b is not None:
+                lin.bias.copy_(b.detach())
+        return lin
+    if kind == "Sequential":
+        return nn.Sequential(OrderedDict((n, _unscript(c, path)) for n, c in sm.named_children()))
+    if not any(True for _ in sm.children()):
+        return sm  # a leaf (activation, conv, ...): keep the compiled module, it needs no hook
+    raise TypeError(
+        f"{path} is a TorchScript {kind} with its own compiled forward(); nnboundary cannot attach the "
+        "hook it needs inside compiled code. Script an nn.Sequential instead, or save the Python module "
+        "with torch.save(model, path) (trusted files only), or call nnboundary.analyze(model, ...) from Python."
+    )

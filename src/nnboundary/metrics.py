@@ -487,6 +487,9 @@ def sv_overlap(support: np.ndarray, score: np.ndarray) -> tuple[float, float]:
 def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Per-sample softmax cross-entropy ``logsumexp(z) − z_y``, computed stably, shape (N,).
 
+    Written with ``log1p`` so that the tiny losses of a long-trained network (1e-12 and below)
+    keep their relative precision instead of rounding to 0.
+
     A (N, 1) single-logit input is the binary logistic loss ``softplus(−(2y−1) z)``.
     """
     Z = np.asarray(logits, dtype=np.float64)
@@ -495,9 +498,13 @@ def cross_entropy(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     if Z.shape[1] == 1:
         Z = np.hstack([np.zeros_like(Z), Z])  # (N, 2): softmax over (0, z) is the sigmoid
     y = np.asarray(y, dtype=np.int64)
-    zmax = Z.max(axis=1, keepdims=True)
-    lse = zmax[:, 0] + np.log(np.exp(Z - zmax).sum(axis=1))  # (N,)
-    return lse - Z[np.arange(len(y)), y]
+    rows = np.arange(len(y))
+    top = Z.argmax(axis=1)  # (N,)
+    zmax = Z[rows, top]
+    E = np.exp(Z - zmax[:, None])  # (N, K), 1 at the argmax
+    E[rows, top] = 0.0
+    # log Σ exp(z) − z_y = log1p(Σ_{k≠top} e^{z_k − z_max}) + (z_max − z_y): keeps losses ~1e-300
+    return np.log1p(E.sum(axis=1)) + (zmax - Z[rows, y])
 
 
 def accuracy(logits: np.ndarray, y: np.ndarray) -> float:

@@ -277,6 +277,7 @@ class AlignmentTracker:
         for ax, name in zip(axes, metrics):
             v = pd.to_numeric(hist[name], errors="coerce").to_numpy(dtype=float)
             ax.plot(t, v, "o-", ms=3, lw=1.4, label=name)
+            ylim = ax.get_ylim()  # the data's range: the fit extrapolated to early steps may leave it
             target = 1.0 if name == "margin_ratio" else 0.0
             c = fit_inverse_log(t, v, target=target)
             tt = t[t > 1]
@@ -285,6 +286,7 @@ class AlignmentTracker:
                 ax.plot(g, target + c / np.log(g), "--", lw=1.1, color="tab:red",
                         label=f"{target:g} + c/log t, c={c:.3g}" if target else f"c/log t, c={c:.3g}")
             ax.axhline(target, color="0.6", lw=0.8, ls=":")
+            ax.set_ylim(min(ylim[0], target), max(ylim[1], target))
             ax.set_ylabel(name)
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize="small")

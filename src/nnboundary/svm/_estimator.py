@@ -6,6 +6,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -112,7 +113,18 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"MaxMarginClassifier needs samples of at least 2 classes; got 1 class "
                              f"({self.classes_[0]!r}). Pass data with two or more labels.")
-        init = None if init_support is None else np.asarray(init_support, dtype=np.int64)
+        init = None if init_support is None else np.asarray(init_support, dtype=np.int64).ravel()
+        if init is not None and len(init) and (init.min() < 0 or init.max() >= len(X)):
+            raise ValueError(f"init_support must hold indices of training points (0..{len(X) - 1}); got values "
+                             f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
+        # BLAS threads only pay off on large problems; on small ones they oversubscribe the cores
+        threads = None if X.size * len(self.classes_) > 2_000_000 else 1
+        with threadpool_limits(limits=threads):
+            fits = self._fit_all(X, y_idx, init)
+        self._store(X, fits)
+        return self
+
+    def _fit_all(self, X, y_idx, init):
         if len(self.classes_) == 2:
             fits = [self._fit_binary(X, np.where(y_idx == 1, 1.0, -1.0), init, what="the two classes")]
         elif self.multiclass == "ovr":
@@ -120,8 +132,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                                      what=f"class {c!r} against the rest") for k, c in enumerate(self.classes_)]
         else:
             fits = [self._fit_crammer_singer(X, y_idx, init)]
-        self._store(X, fits)
-        return self
+        return fits
 
     # -- the three problems -------------------------------------------------------------------------------------
     def _fit_binary(self, X, signs, init, what):

@@ -44,21 +44,24 @@ class WorkingSetResult:
 
 
 def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None) -> np.ndarray:
-    """First working set: the ``size`` units of smallest margin under a cheap approximate solution.
+    """First working set.
 
-    The approximate L2-loss SVM (see ``_warm_start``) is a fraction of a degree from the answer, so its
-    smallest-margin units are the likeliest support vectors. ``init_samples`` (e.g. the previous support set during
-    training) are always included, with all their units.
+    With ``init_samples`` (a warm start, e.g. the previous support set during training): all units of those samples.
+    Otherwise the ``size`` units of smallest margin under a cheap approximate solution: the approximate L2-loss SVM
+    (see ``_warm_start``) is a fraction of a degree from the answer, so its smallest-margin units are the likeliest
+    support vectors.
     """
-    W, b = approximate_solution(problem)
-    g = np.where(problem.valid_units(), problem.margins(W, b), np.inf).ravel()
-    size = min(size, int(np.isfinite(g).sum()))
-    units = np.argpartition(g, size - 1)[:size] if size < len(g) else np.flatnonzero(np.isfinite(g))
+    per = problem.units_per_sample
+    valid = problem.valid_units().ravel()
     if init_samples is not None and len(init_samples):
-        per = problem.units_per_sample
-        extra = (np.asarray(init_samples, dtype=np.int64)[:, None] * per + np.arange(per)).ravel()
-        extra = extra[np.isfinite(g[extra])]
-        units = np.union1d(units, extra)
+        units = (np.unique(np.asarray(init_samples, dtype=np.int64))[:, None] * per + np.arange(per)).ravel()
+        units = units[valid[units]]
+        if len(np.unique(problem.y[units // per])) > 1:  # a one-class seed says nothing about the boundary
+            return units
+    W, b = approximate_solution(problem)
+    g = np.where(valid, problem.margins(W, b).ravel(), np.inf)
+    size = min(size, int(valid.sum()))
+    units = np.argpartition(g, size - 1)[:size] if size < len(g) else np.flatnonzero(valid)
     return np.unique(units)
 
 

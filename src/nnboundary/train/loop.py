@@ -71,7 +71,7 @@ _RESUME_KEYS = ("loss", "loss_kwargs", "optimizer", "optimizer_kwargs", "lr", "b
 class TrainCallback(Protocol):
     """What the loop calls. Every method is optional; implement the ones you need.
 
-    ``on_start(step, model)``
+    ``on_start(step, model, *, total_steps)``
         Once before the first update (``step`` = 0, or the resumed step).
     ``on_step(step, model, *, loss, accuracy)``
         After update ``step``; ``loss``/``accuracy`` (floats) are those of that step's batch before the
@@ -82,6 +82,9 @@ class TrainCallback(Protocol):
     ``state_dict()`` / ``load_state_dict(state)``
         Saved in every checkpoint and restored on resume (key: ``state_key`` if set, else the class name
         and position).
+
+    ``on_start`` and ``on_end`` receive only the arguments their signature names, so
+    ``def on_end(self, step, model)`` works too.
     """
 
     def on_step(self, step: int, model: nn.Module, **extra: float) -> None: ...
@@ -93,20 +96,29 @@ class StepCallback:
     Parameters
     ----------
     target : object
-        Has ``step(step, model, **extra)``; optional ``wants(step)``, ``eval_steps`` (a container of
-        steps), ``on_end``/``finish``, ``state_dict``/``load_state_dict`` are used when present.
+        Has ``step(step, model, **extra)``; optional ``wants(step)`` or ``is_scheduled(step)``,
+        ``eval_steps`` (a container of steps), ``on_end``/``finish``, ``state_key``,
+        ``state_dict``/``load_state_dict`` are used when present.
     schedule : "log", int, iterable of int or None, default=None
-        Steps on which to call ``target.step``; ``None`` lets ``target.wants``/``target.eval_steps``
-        decide, or calls it on every step when it has neither.
+        Steps on which to call ``target.step``; ``None`` lets ``target.wants``/``target.is_scheduled``/
+        ``target.eval_steps`` decide, or calls it on every step when it has none of them.
+    prefix : str, default="train_"
+        Prefix for the keyword names passed to ``target.step``: ``train_loss=..., train_accuracy=...``
+        (the batch values of the step, before the update).
     """
 
-    def __init__(self, target: Any, *, schedule: ScheduleSpec = None) -> None:
+    def __init__(self, target: Any, *, schedule: ScheduleSpec = None, prefix: str = "train_") -> None:
         if not callable(getattr(target, "step", None)):
             raise TypeError(f"{type(target).__name__} has no step(step, model, **extra) method.")
         self.target = target
         self.schedule = schedule
         self._steps: frozenset[int] | None = None
-        self.state_key = getattr(target, "state_key", type(target).__name__)
+        self.prefix = prefix
+
+    @property
+    def state_key(self) -> str | None:
+        """The target's ``state_key`` (read when the checkpoint is written), if it has one."""
+        return getattr(self.target, "state_key", None)
 
     def on_start(self, step: int, model: nn.Module, *, total_steps: int | None = None) -> None:
         if self.schedule is not None and total_steps is not None:
@@ -115,21 +127,23 @@ class StepCallback:
     def wants(self, step: int) -> bool:
         if self._steps is not None:
             return step in self._steps
-        if callable(getattr(self.target, "wants", None)):
-            return bool(self.target.wants(step))
+        for name in ("wants", "is_scheduled"):
+            method = getattr(self.target, name, None)
+            if callable(method):
+                return bool(method(step))
         eval_steps = getattr(self.target, "eval_steps", None)
         if eval_steps is not None and not callable(eval_steps):
             return step in eval_steps
         return True
 
     def on_step(self, step: int, model: nn.Module, **extra: float) -> None:
-        self.target.step(step, model, **extra)
+        self.target.step(step, model, **{self.prefix + k: v for k, v in extra.items()})
 
     def on_end(self, step: int, model: nn.Module, **extra: Any) -> None:
         for name in ("on_end", "finish"):
             method = getattr(self.target, name, None)
             if callable(method):
-                method(step, model, **extra)
+                _call_accepting(method, step, model, **extra)
                 return
 
     def state_dict(self) -> dict[str, Any]:
@@ -159,8 +173,30 @@ def as_callback(obj: Any) -> Any:
                     "**extra) / on_end(...), or step(step, model, **extra).")
 
 
-def _callback_key(cb: Any, index: int) -> str:
-    return str(getattr(cb, "state_key", None) or f"{index}:{type(cb).__name__}")
+def _position_key(cb: Any, index: int) -> str:
+    target = cb.target if isinstance(cb, StepCallback) else cb
+    return f"{index}:{type(target).__name__}"
+
+
+def _save_callback_states(callbacks: list[Any]) -> dict[str, dict[str, Any]]:
+    """``{position key: {"state_key": ..., "state": ...}}`` for the callbacks that have state."""
+    return {_position_key(cb, i): {"state_key": getattr(cb, "state_key", None), "state": cb.state_dict()}
+            for i, cb in enumerate(callbacks) if callable(getattr(cb, "state_dict", None))}
+
+
+def _load_callback_states(callbacks: list[Any], saved: dict[str, dict[str, Any]], path: Path) -> None:
+    """Give each callback its saved state: matched by ``state_key``, else by position and class."""
+    by_key = {entry["state_key"]: entry["state"] for entry in saved.values() if entry.get("state_key")}
+    for i, cb in enumerate(callbacks):
+        if not callable(getattr(cb, "load_state_dict", None)):
+            continue
+        key, pos = getattr(cb, "state_key", None), _position_key(cb, i)
+        if key and key in by_key:
+            cb.load_state_dict(by_key[key])
+        elif pos in saved:
+            cb.load_state_dict(saved[pos]["state"])
+        else:
+            logger.warning("Checkpoint %s has no state for callback %s; it starts empty.", path, key or pos)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -776,13 +812,13 @@ class Trainer:
             ckpt_steps = resolve_schedule(self.checkpoint_schedule, steps) if directory is not None else frozenset()
             for cb in callbacks:
                 if callable(getattr(cb, "on_start", None)):
-                    _call_on_start(cb, start, model, steps)
+                    _call_accepting(cb.on_start, start, model, total_steps=steps)
             last = self._loop(model, loss_fn, optimizer, stream, callbacks, start, steps, logged, ckpt_steps,
                               history, written, directory, settings, device)
             result = self._finish(model, loss_fn, eval_batches, last, steps, history, settings, start, written, t0)
             for cb in callbacks:
                 if callable(getattr(cb, "on_end", None)):
-                    cb.on_end(steps, model, result=result)
+                    _call_accepting(cb.on_end, steps, model, result=result)
             return result
         finally:
             for m, flag in modes.items():
@@ -806,14 +842,7 @@ class Trainer:
         torch.set_rng_state(payload["rng"]["torch"])
         if device.type == "cuda" and payload["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(payload["rng"]["cuda"], device)
-        saved_cbs = payload.get("callbacks", {})
-        for i, cb in enumerate(callbacks):
-            key = _callback_key(cb, i)
-            if callable(getattr(cb, "load_state_dict", None)):
-                if key in saved_cbs:
-                    cb.load_state_dict(saved_cbs[key])
-                else:
-                    logger.warning("Checkpoint %s has no state for callback %s; it starts empty.", path, key)
+        _load_callback_states(callbacks, payload.get("callbacks", {}), path)
         logger.info("Resumed from %s (step %d).", path, start)
         return start, [tuple(h) for h in payload["history"]]
 
@@ -825,8 +854,7 @@ class Trainer:
         payload = {"format": CHECKPOINT_FORMAT, "step": step, "model": model.state_dict(),
                    "optimizer": optimizer.state_dict(), "stream": stream.state_dict(), "rng": rng,
                    "history": list(history), "settings": settings,
-                   "callbacks": {_callback_key(cb, i): cb.state_dict() for i, cb in enumerate(callbacks)
-                                 if callable(getattr(cb, "state_dict", None))}}
+                   "callbacks": _save_callback_states(callbacks)}
         written.append(str(save_checkpoint(checkpoint_path(directory, step), payload)))
         if self.keep_checkpoints is not None:
             for _, old in list_checkpoints(directory)[:-self.keep_checkpoints]:
@@ -842,10 +870,13 @@ class Trainer:
         if self.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True, mininterval=0.5)
-        has_wants = [callable(getattr(cb, "wants", None)) for cb in callbacks]
-        steppers = [callable(getattr(cb, "on_step", None)) for cb in callbacks]
+            bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        steppers = [cb for cb in callbacks if callable(getattr(cb, "on_step", None))]
+        always = [cb for cb in steppers if not callable(getattr(cb, "wants", None))]
+        asking = [cb for cb in steppers if callable(getattr(cb, "wants", None))]
+        needs_closure = bool(getattr(optimizer, "needs_closure", False))
         last = (float("nan"), float("nan"))
+        next_draw = time.monotonic()
         try:
             for step in range(start + 1, steps + 1):
                 xb, yb = stream.next()
@@ -853,15 +884,19 @@ class Trainer:
                 loss = loss_fn(logits, yb)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                optimizer.step()
-                # ---- bookkeeping: only on scheduled steps (each float() is a device sync) ----
-                active = [cb for cb, s, w in zip(callbacks, steppers, has_wants) if s and (not w or cb.wants(step))]
-                if step in logged or active or step == steps:
+                if needs_closure:
+                    optimizer.step(_loss_closure(model, loss_fn, xb, yb, loss))
+                else:
+                    optimizer.step()
+                # ---- bookkeeping only on scheduled steps: each float() is a device sync ----
+                active = always + [cb for cb in asking if cb.wants(step)] if steppers else steppers
+                is_logged = step in logged
+                if is_logged or active or step == steps:
                     with torch.no_grad():
                         acc = (logits.argmax(dim=1) == yb).to(torch.float64).mean()
                         loss_val, acc_val = torch.stack([loss.detach().to(torch.float64), acc]).tolist()
                     last = (loss_val, acc_val)
-                    if step in logged:
+                    if is_logged:
                         self._check_finite(loss_val, step)
                         history.append((step, loss_val, acc_val))
                         if bar is not None:
@@ -871,8 +906,12 @@ class Trainer:
                 if step in ckpt_steps:
                     self._save(directory, step, model, optimizer, stream, callbacks, history, settings, device,
                                written)
-                if bar is not None:
-                    bar.update(1)
+                # the bar is redrawn at most twice a second (tqdm.update on every step costs ~50 us)
+                if bar is not None and (is_logged or time.monotonic() >= next_draw):
+                    bar.update(step - bar.n)
+                    next_draw = time.monotonic() + 0.5
+            if bar is not None:
+                bar.update(steps - bar.n)
         finally:
             if bar is not None:
                 bar.close()
@@ -904,16 +943,42 @@ class Trainer:
                            checkpoints=written, final_on=final_on)
 
 
-def _call_on_start(cb: Any, step: int, model: nn.Module, total_steps: int) -> None:
-    """Call ``on_start``, passing ``total_steps`` to callbacks whose signature accepts it."""
+def _loss_closure(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], xb: Tensor, yb: Tensor,
+                  current: Tensor) -> Callable[[], Tensor]:
+    """``closure()`` for optimizers that re-evaluate the loss: the loss at the current parameters.
+
+    The first call returns ``current`` (already computed for this step); later calls run a forward pass
+    without gradient on the same batch.
+    """
+    pending = [current.detach()]
+
+    def closure() -> Tensor:
+        if pending:
+            return pending.pop()
+        with torch.no_grad():
+            return loss_fn(model(xb), yb).detach()
+
+    return closure
+
+
+def _call_accepting(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``method`` with as many leading ``args`` and with those ``kwargs`` its signature accepts.
+
+    Lets callbacks declare only what they use: ``on_start(self, step, model)`` does not need
+    ``total_steps``, and a tracker's ``finish(self)`` needs nothing.
+    """
     try:
-        params = inspect.signature(cb.on_start).parameters.values()
+        params = list(inspect.signature(method).parameters.values())
     except (TypeError, ValueError):
-        params = []
-    if any(p.name == "total_steps" or p.kind is p.VAR_KEYWORD for p in params):
-        cb.on_start(step, model, total_steps=total_steps)
+        return method(*args, **kwargs)
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        n_args = len(args)
     else:
-        cb.on_start(step, model)
+        n_args = min(len(args), sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        kwargs = {k: v for k, v in kwargs.items() if k in names}
+    return method(*args[:n_args], **kwargs)
 
 
 def fit(model: nn.Module, X: Any, y: Any = None, **settings: Any) -> TrainResult:
@@ -935,3 +1000,15 @@ def fit(model: nn.Module, X: Any, y: Any = None, **settings: Any) -> TrainResult
     1.0
     """
     return Trainer(**settings).fit(model, X, y)
+
+
+def _fit_signature() -> inspect.Signature:
+    """``fit(model, X, y=None, *, <Trainer's keyword arguments>)`` for help() and IDEs."""
+    positional = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="nn.Module"),
+                  inspect.Parameter("X", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Any"),
+                  inspect.Parameter("y", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="Any")]
+    keywords = [p for name, p in inspect.signature(Trainer.__init__).parameters.items() if name != "self"]
+    return inspect.Signature(positional + keywords, return_annotation="TrainResult")
+
+
+fit.__signature__ = _fit_signature()  # type: ignore[attr-defined]

@@ -6,6 +6,8 @@
 ``"nesterov"``    Nesterov momentum 0.9
 ``"adam"``        ``torch.optim.Adam``, betas (0.9, 0.999), eps 1e-8 (TF1 defaults)
 ``"rmsprop"``     ``torch.optim.RMSprop``, decay (``alpha``) 0.9, eps 1e-10 (TF1 defaults)
+``"loss_based"``  opt-in: gradient descent with the loss-based step size of Lyu & Li (2020),
+                  :class:`LossBasedGD` (full batch; needs ``step(closure)``, which the Trainer gives)
 ================  ============================================================================
 
 Weight decay is 0 unless asked for: the implicit-bias theory (and the original runs) have none, and any
@@ -17,12 +19,85 @@ inside the square root; PyTorch starts at 0 and adds ``eps`` outside.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
-__all__ = ["make_optimizer", "available_optimizers"]
+__all__ = ["make_optimizer", "available_optimizers", "LossBasedGD"]
+
+class LossBasedGD(torch.optim.Optimizer):
+    """Gradient descent with step size ``alpha / L``, grown on success, shrunk and undone on failure.
+
+    After Lyu & Li (2020, "Gradient descent maximizes the margin of homogeneous neural networks"): once
+    the data are fitted the loss ``L`` decays like ``1/t`` and plain GD slows down with it; dividing the
+    step by ``L`` keeps the normalised progress (and the margin's growth) going. Each :meth:`step`:
+
+    1. ``L0 = closure()`` (the loss at the current parameters, no gradient needed);
+    2. ``theta <- theta - (alpha / L0) * grad``, ``L1 = closure()``;
+    3. if ``L1 < L0``: keep it, ``alpha <- alpha * up``; otherwise restore ``theta``,
+       ``alpha <- alpha / down`` and try again (at most ``max_retries`` times).
+
+    The loss falls very fast under this rule: a float32 model stalls once its gradients underflow
+    (losses near 1e-45); use ``dtype=float64`` to go further. A step with ``L0 = 0`` or non-finite does
+    nothing.
+
+    ``lr`` is the initial ``alpha``; the current one is ``param_groups[0]["lr"]`` (saved and restored
+    with the optimizer's state dict, so a resumed run continues exactly). Meant for full-batch training
+    of models without BatchNorm or dropout: the closure's forward passes run in train mode.
+
+    Parameters
+    ----------
+    params : iterable of Tensor
+    lr : float
+        Initial ``alpha`` (> 0).
+    up : float, default=1.1
+        Factor applied to ``alpha`` after a successful step (>= 1).
+    down : float, default=2.0
+        Divisor applied to ``alpha`` after a failed step (> 1).
+    max_retries : int, default=30
+        Failed tries per step before giving up (the parameters are then left unchanged).
+    """
+
+    needs_closure = True
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float, *, up: float = 1.1, down: float = 2.0,
+                 max_retries: int = 30, weight_decay: float = 0.0) -> None:
+        if up < 1 or down <= 1:
+            raise ValueError(f"LossBasedGD needs up >= 1 and down > 1, got up={up}, down={down}.")
+        if weight_decay:
+            raise ValueError("LossBasedGD has no weight decay; leave weight_decay=0.")
+        super().__init__(params, {"lr": float(lr), "up": float(up), "down": float(down),
+                                  "max_retries": int(max_retries)})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One update; ``closure()`` returns the loss at the current parameters. Returns the final loss."""
+        if closure is None:
+            raise RuntimeError("LossBasedGD.step needs a closure that returns the loss (the Trainer passes one).")
+        loss0 = closure().detach().to(torch.float64)
+        if not bool(torch.isfinite(loss0) & (loss0 > 0)):       # 0 (underflow) or nan: no usable step size
+            return loss0
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        saved = [p.detach().clone() for p in params]
+        group0 = self.param_groups[0]
+        for _ in range(group0["max_retries"] + 1):
+            for group in self.param_groups:
+                scale = group["lr"] / loss0                     # float64: 1/L may exceed float32's range
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.sub_((p.grad.to(torch.float64) * scale).to(p.dtype))
+            loss1 = closure().detach().to(torch.float64)
+            if bool(loss1 < loss0):                         # also False for nan
+                for group in self.param_groups:
+                    group["lr"] *= group["up"]
+                return loss1
+            for p, old in zip(params, saved):
+                p.copy_(old)
+            for group in self.param_groups:
+                group["lr"] /= group["down"]
+        return loss0
+
 
 _DEFAULTS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {}),
@@ -30,6 +105,7 @@ _DEFAULTS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "nesterov": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True}),
     "adam": (torch.optim.Adam, {"betas": (0.9, 0.999), "eps": 1e-8}),
     "rmsprop": (torch.optim.RMSprop, {"alpha": 0.9, "eps": 1e-10}),
+    "loss_based": (LossBasedGD, {}),
 }
 _ALIASES = {"gd": "sgd", "heavy_ball": "momentum", "rms_prop": "rmsprop"}
 
@@ -45,7 +121,7 @@ def make_optimizer(name: str, params: Iterable[torch.Tensor] | Iterable[dict[str
 
     Parameters
     ----------
-    name : {"sgd", "momentum", "nesterov", "adam", "rmsprop"}
+    name : {"sgd", "momentum", "nesterov", "adam", "rmsprop", "loss_based"}
         See the module docstring for the defaults each name sets.
     params : iterable of Tensor or of param-group dicts
         What to optimize, e.g. ``model.parameters()`` or ``head.parameters()``.
