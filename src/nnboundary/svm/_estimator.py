@@ -117,9 +117,9 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         if init is not None and len(init) and (init.min() < 0 or init.max() >= len(X)):
             raise ValueError(f"init_support must hold indices of training points (0..{len(X) - 1}); got values "
                              f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
-        # BLAS threads only pay off on large problems; on small ones they oversubscribe the cores
-        threads = None if X.size * len(self.classes_) > 2_000_000 else 1
-        with threadpool_limits(limits=threads):
+        # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
+        # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
+        with threadpool_limits(limits=1):
             fits = self._fit_all(X, y_idx, init)
         self._store(X, fits)
         return self
