@@ -242,6 +242,11 @@ def test_xor_is_not_separable():
     assert soft.max_violation_ <= soft.tol
 
 
+def test_soft_margin_on_constant_features_has_zero_weights_and_margin():
+    clf = MaxMarginClassifier(C=1.0).fit(np.zeros((6, 2)), [0, 1, 0, 1, 0, 1])
+    assert np.allclose(clf.coef_, 0.0) and clf.margin_ == 0.0
+
+
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_overlapping_clouds_are_not_separable(n_classes):
     rng = np.random.default_rng(0)

@@ -1,0 +1,265 @@
+"""Shared plumbing of the applications: configs as data, data arrays, models, features, atomic output.
+
+Nothing here is specific to forgetting or to attacks; both application modules use these helpers so
+that they read their data, build their networks and write their run folders the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnboundary.data import load_real, make_simulated, train_test_split
+from nnboundary.models import build_model
+
+PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+_FLAT_MODELS = ("mlp",)
+_IMAGE_MODELS = ("resnet_mnist", "densenet")
+
+
+# ----------------------------------------------------------------------------------------- configs
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``override``; nested dicts are merged key by key, everything else replaced.
+
+    A nested dict whose ``"name"`` differs from the base's (another model, another data set) replaces the base
+    dict whole, so that e.g. an MLP's ``kwargs`` never leak into a ResNet's.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        renamed = (isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and "name" in value
+                   and value["name"] != out[key].get("name"))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not renamed:
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def resolve_config(registry: Mapping[str, Mapping[str, Any]], name: str, profile: str,
+                   overrides: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
+    """``registry[name]["base"]`` merged with its ``profile`` entry and ``overrides``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (close names suggested) or unknown profile.
+    """
+    if name not in registry:
+        close = difflib.get_close_matches(str(name), registry, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown {what} experiment {name!r}.{hint} Available: {sorted(registry)}.")
+    entry = registry[name]
+    if profile not in entry["profiles"]:
+        raise ValueError(f"{what} experiment {name!r} has no profile {profile!r}; choose one of "
+                         f"{sorted(entry['profiles'])}.")
+    cfg = deep_merge(entry["base"], entry["profiles"][profile])
+    cfg = deep_merge(cfg, overrides or {})
+    cfg.update(name=name, profile=profile, title=entry.get("title", name))
+    return cfg
+
+
+def seed_list(seeds: int | Sequence[int] | None, default: Sequence[int]) -> list[int]:
+    """Normalise ``seeds`` (an int, a sequence or None for ``default``) to a non-empty list of ints."""
+    out = list(default) if seeds is None else ([seeds] if isinstance(seeds, (int, np.integer)) else list(seeds))
+    if not out or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in out):
+        raise ValueError(f"seeds must be a non-negative int or a non-empty sequence of them, got {seeds!r}.")
+    return [int(s) for s in out]
+
+
+# -------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class Arrays:
+    """Train/test arrays with labels ``0..K-1`` in the order of ``classes`` (original class ids).
+
+    ``x_*`` are float32 of shape (N, C, H, W) for images or (N, d) for tabular data.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple[int, ...]
+    info: dict[str, Any]
+    pixel_range: tuple[float, float] | None      # valid input range (images), None for tabular data
+
+
+def load_arrays(data: Mapping[str, Any], classes: Sequence[int]) -> Arrays:
+    """Load the data a config's ``data`` section names, keeping ``classes`` (relabelled in that order).
+
+    ``data`` keys: ``source`` (``"real"`` or ``"simulated"``), ``name``, and for real data
+    ``data_dir``, ``train_per_class``, ``test_per_class``, ``normalize`` (default ``"unit"``: pixels in
+    [0, 1]); for simulated data ``n_samples``, ``test_fraction`` and ``kwargs``. ``seed`` seeds the
+    subsampling / generation. Simulated inputs are standardised with the training mean and std.
+    """
+    classes = [int(c) for c in classes]
+    seed = int(data.get("seed", 0))
+    if data.get("source", "real") == "real":
+        k = len(classes)
+        per_tr, per_te = data.get("train_per_class"), data.get("test_per_class")
+        ds = load_real(data["name"], data_dir=data.get("data_dir"), classes=classes,
+                       subsample=None if per_tr is None else int(per_tr) * k,
+                       test_subsample=None if per_te is None else int(per_te) * k,
+                       seed=seed, normalize=data.get("normalize", "unit"))
+        normalize = ds.settings.get("normalize", data.get("normalize", "unit"))
+        rng = (0.0, 1.0) if normalize == "unit" else None
+        return Arrays(ds.x_train.astype(np.float32), ds.y_train, ds.x_test.astype(np.float32), ds.y_test,
+                      tuple(classes), {"dataset": ds.name, "settings": _jsonable(ds.settings)}, rng)
+    if data.get("source") != "simulated":
+        raise ValueError(f"data.source must be 'real' or 'simulated', got {data.get('source')!r}.")
+    ds = make_simulated(data["name"], n_samples=data.get("n_samples"), seed=seed, **dict(data.get("kwargs", {})))
+    train, test = train_test_split(ds, test_fraction=float(data.get("test_fraction", 0.2)), seed=seed)
+    lookup = np.full(int(ds.y.max()) + 1, -1, dtype=np.int64)
+    missing = sorted(set(classes) - set(np.unique(ds.y).tolist()))
+    if missing:
+        raise ValueError(f"{data['name']!r} has classes {sorted(np.unique(ds.y).tolist())}, not {missing}; "
+                         "fix the task list.")
+    lookup[classes] = np.arange(len(classes))
+    mu, sd = train.X.mean(axis=0), train.X.std(axis=0) + 1e-12          # (d,), (d,)
+    keep_tr, keep_te = lookup[train.y] >= 0, lookup[test.y] >= 0
+    return Arrays(((train.X[keep_tr] - mu) / sd).astype(np.float32), lookup[train.y[keep_tr]],
+                  ((test.X[keep_te] - mu) / sd).astype(np.float32), lookup[test.y[keep_te]], tuple(classes),
+                  {"dataset": ds.name, "params": _jsonable(ds.params), "standardized": True}, None)
+
+
+# ------------------------------------------------------------------------------------------ models
+def build_network(model: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
+                  seed: int) -> tuple[nn.Module, bool]:
+    """Build ``model["name"]`` with ``model["kwargs"]`` for inputs of ``input_shape`` (one sample).
+
+    Returns the network and whether inputs must be flattened to (N, prod(input_shape)) first. The
+    input size, the number of classes and the seed are filled in here, not in the config.
+    """
+    name = model["name"]
+    kwargs = dict(model.get("kwargs", {}))
+    if name in _FLAT_MODELS:
+        net = build_model(name, in_features=int(np.prod(input_shape)), n_classes=n_classes, seed=seed, **kwargs)
+        return net, len(input_shape) > 1
+    if name in _IMAGE_MODELS:
+        if len(input_shape) != 3:
+            raise ValueError(f"Model {name!r} needs image inputs (C, H, W), got samples of shape {input_shape}; "
+                             "use model 'mlp' for tabular data.")
+        net = build_model(name, in_channels=input_shape[0], n_classes=n_classes, seed=seed, **kwargs)
+        return net, False
+    raise ValueError(f"Model {name!r} is not supported by the applications; use one of "
+                     f"{list(_FLAT_MODELS + _IMAGE_MODELS)} (models whose logits are head(features(x))).")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``None``/"auto" -> CUDA if available else CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.no_grad()
+def forward_numpy(model: nn.Module, X: np.ndarray, device: torch.device,
+                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Features and logits of ``model`` on ``X`` in eval mode.
+
+    Returns
+    -------
+    H : ndarray of shape (N, D), float64
+    Z : ndarray of shape (N, K), float64
+    """
+    was = model.training
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    try:
+        Hs, Zs = [], []
+        for s in range(0, len(X), batch_size):
+            xb = torch.as_tensor(X[s:s + batch_size]).to(device=device, dtype=dtype)
+            h = model.features(xb)                               # (B, D)
+            Hs.append(h.double().cpu().numpy())
+            Zs.append(model.head(h).double().cpu().numpy())     # (B, K)
+        D, K = model.head.in_features, model.head.out_features
+        H = np.concatenate(Hs) if Hs else np.zeros((0, D))
+        Z = np.concatenate(Zs) if Zs else np.zeros((0, K))
+        return H, Z
+    finally:
+        model.train(was)
+
+
+def head_arrays(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """``(W (K, D), b (K,))`` of ``model.head`` as float64 numpy."""
+    W = model.head.weight.detach().double().cpu().numpy()
+    b = (model.head.bias.detach().double().cpu().numpy() if model.head.bias is not None
+         else np.zeros(W.shape[0]))
+    return W, b
+
+
+# -------------------------------------------------------------------------------------------- output
+class OutputExistsError(FileExistsError):
+    """A run folder already holds results and ``force`` was not given."""
+
+
+def prepare_out_dir(out_dir: str | os.PathLike[str], names: Sequence[str], force: bool) -> Path:
+    """Create ``out_dir``; refuse (without ``force``) if it already holds any of ``names``."""
+    path = Path(out_dir)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{path} exists and is not a folder; choose another out_dir.")
+    clash = sorted(n for n in names if (path / n).exists())
+    if clash and not force:
+        raise OutputExistsError(f"{path} already holds results ({', '.join(clash)}). Pass force=True (CLI: --force) "
+                                "to overwrite them, or choose a new out_dir.")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def atomic_write(path: Path, write: Any, binary: bool = False) -> Path:
+    """Call ``write(fh)`` on a temp file next to ``path``, then ``os.replace`` it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
+            write(fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    return atomic_write(path, lambda fh: fh.write(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"))
+
+
+def write_csv(path: Path, frame: Any) -> Path:
+    return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format="%.6g"))
+
+
+def _jsonable(x: Any) -> Any:
+    """Plain JSON types; NaN/inf -> None, numpy scalars/arrays -> Python."""
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
+    if isinstance(x, (np.integer, int)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(float(x)) else None
+    if isinstance(x, Path):
+        return str(x)
+    if x is None or isinstance(x, str):
+        return x
+    return repr(x)
+
+
+jsonable = _jsonable
