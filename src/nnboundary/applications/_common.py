@@ -263,3 +263,19 @@ def _jsonable(x: Any) -> Any:
 
 
 jsonable = _jsonable
+
+
+def fit_svm(H: np.ndarray, y: np.ndarray, soft_C: float) -> tuple["MaxMarginClassifier | None", bool]:
+    """Hard-margin SVM, or the soft margin ``soft_C`` when the features are not separable.
+
+    Returns ``(svm, separable)``; ``svm`` is None when even the soft-margin optimum is W = 0 (degenerate features,
+    e.g. a dead ReLU layer), so there is no boundary to use.
+    """
+    from nnboundary.svm import MaxMarginClassifier, NotSeparableError
+
+    try:
+        return MaxMarginClassifier().fit(H, y), True
+    except NotSeparableError:
+        pass
+    svm = MaxMarginClassifier(C=soft_C).fit(H, y)
+    return (svm if np.any(svm.coef_) else None), False

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 from nnboundary import metrics as M
 from nnboundary.applications._common import (
     build_network,
+    fit_svm,
     forward_numpy,
     head_arrays,
     jsonable,
@@ -52,7 +53,7 @@ from nnboundary.applications._common import (
     write_csv,
     write_json,
 )
-from nnboundary.svm import MaxMarginClassifier, NotSeparableError
+from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import Trainer
 
 __all__ = [
@@ -486,16 +487,12 @@ class AdversarialResult:
 
 
 def _fit_svm(H: np.ndarray, y: np.ndarray, soft_C: float) -> tuple[MaxMarginClassifier, bool]:
-    try:
-        return MaxMarginClassifier().fit(H, y), True
-    except NotSeparableError:
-        log.info("Training features not separable: soft-margin SVM with C=%g.", soft_C)
-    try:
-        return MaxMarginClassifier(C=soft_C).fit(H, y), False
-    except ZeroDivisionError:
+    svm, separable = fit_svm(H, y, soft_C)
+    if svm is None:
         raise RuntimeError("The training features are degenerate (the soft-margin SVM is W = 0, e.g. a dead ReLU "
                            "layer): there is no boundary to attack. Train longer, or change the seed or the "
-                           "activation.") from None
+                           "activation.")
+    return svm, separable
 
 
 def _batched(fn: Callable[..., Any], n: int, batch: int, *arrays: Tensor) -> list[Any]:

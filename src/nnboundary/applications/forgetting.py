@@ -64,6 +64,7 @@ from nnboundary.analysis import analyze_features
 from nnboundary.applications._common import (
     Arrays,
     build_network,
+    fit_svm,
     forward_numpy,
     head_arrays,
     jsonable,
@@ -75,7 +76,7 @@ from nnboundary.applications._common import (
     write_csv,
     write_json,
 )
-from nnboundary.svm import MaxMarginClassifier, NotSeparableError
+from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import Trainer
 
 __all__ = [
@@ -497,18 +498,6 @@ def herding_selection(H: np.ndarray, m: int) -> np.ndarray:
     return np.asarray(chosen, dtype=np.int64)
 
 
-def _fit_svm(H: np.ndarray, y: np.ndarray, soft_C: float) -> tuple[MaxMarginClassifier | None, bool]:
-    """Hard-margin SVM, soft margin ``soft_C`` if not separable; ``(None, False)`` for degenerate features."""
-    try:
-        return MaxMarginClassifier().fit(H, y), True
-    except NotSeparableError:
-        log.info("Features not separable: soft-margin SVM with C=%g for the exemplar choice.", soft_C)
-    try:
-        return MaxMarginClassifier(C=soft_C).fit(H, y), False
-    except ZeroDivisionError:   # the soft-margin optimum is W = 0: e.g. every feature is 0 (dead ReLU layer)
-        return None, False
-
-
 def svm_selection(H: np.ndarray, y: np.ndarray, classes: Sequence[int], m: int,
                   soft_C: float = 1.0) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
     """SupportNet-style exemplars: each class's SVM support vectors first, then its smallest-margin points.
@@ -543,7 +532,7 @@ def svm_selection(H: np.ndarray, y: np.ndarray, classes: Sequence[int], m: int,
     """
     H = np.asarray(H, dtype=np.float64)
     y = np.asarray(y)
-    svm, separable = _fit_svm(H, y, soft_C)
+    svm, separable = fit_svm(H, y, soft_C)
     if svm is None:
         log.warning("The features are degenerate (the soft-margin SVM is W = 0): exemplars are the first m "
                     "points of each class.")

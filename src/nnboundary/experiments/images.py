@@ -1,0 +1,801 @@
+"""The paper's real-image experiments: a network with a 2-unit last hidden layer, its head vs the SVM.
+
+Each experiment is *data*: an entry of :data:`IMAGE_EXPERIMENTS` with three profiles,
+
+``paper``
+    The original's optimizer, learning rate, batch size and number of updates
+    (``original_code.md`` §2.4–2.5, §3.3, §6 and checklist items 22, 24, 25, 28). GPU-sized.
+``quick``
+    Labelled ``"quick (CPU, reduced)"``: a smaller network (width / depth), a training subset and
+    fewer epochs, sized for 2 CPU cores in a few minutes. Its numbers are not the paper's.
+``smoke``
+    Seconds; a handful of images, for tests.
+
+:func:`run_image_experiment` turns one profile into a run directory::
+
+    summary = run_image_experiment("mnist01-resnet", "quick", "runs/mnist01-resnet-quick",
+                                   data_dir="../shared/data")
+
+It loads the data (:func:`nnboundary.data.load_real`), builds the model, trains it
+(:func:`nnboundary.train.fit`), extracts the transformed-space features and compares the head with
+the free-bias and the regularised-bias max-margin SVM (:func:`nnboundary.analysis.analyze`), checks the
+transformed space for dead units, and writes ``summary.json``, ``config.json``, ``model.pt``,
+``analysis/``, ``figures/`` and ``report.md``.
+
+Deliberate differences from the original, recorded in every ``config.json``: minibatches are drawn
+from the filtered class subset (the original drew 4096 images from all of MNIST and kept the wanted
+digits, ≈870 per batch for 0/1, so the paper profiles use that effective batch size); BatchNorm uses
+batch statistics in training (see :mod:`nnboundary.models.resnet`); the ResNet has all its skip
+connections. ``init_retries`` redraws the initialisation seed when a unit of the 2-unit ReLU layer is
+dead at initialisation (the original did not check; one of its CIFAR features was dead).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nnboundary.data import REAL_DATASETS, ImageDataset, load_real
+from nnboundary.models import MLP, DenseNet, ResNetMNIST, build_model, dead_units
+from nnboundary.train import TrainResult, available_losses, available_optimizers, fit
+
+__all__ = [
+    "IMAGE_EXPERIMENTS",
+    "PROFILES",
+    "ExperimentConfigError",
+    "image_config",
+    "validate_image_config",
+    "run_image_experiment",
+    "load_image_data",
+    "build_image_model",
+    "train_image_network",
+    "load_trained_model",
+    "prepare_out_dir",
+    "validate_model_section",
+    "validate_train_section",
+    "model_kwargs",
+    "write_json",
+    "dead_units_note",
+    "image_report",
+    "compare_with_svm",
+]
+
+logger = logging.getLogger(__name__)
+
+PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+QUICK_LABEL = "quick (CPU, reduced)"
+_MODEL_CLASSES: dict[str, type[nn.Module]] = {"resnet_mnist": ResNetMNIST, "densenet": DenseNet, "mlp": MLP}
+_DATA_KEYS = {"name", "classes", "subsample", "test_subsample", "normalize"}
+_TRAIN_KEYS = {"optimizer", "lr", "batch_size", "steps", "epochs", "loss", "optimizer_kwargs", "loss_kwargs",
+               "drop_last"}
+_PROFILE_KEYS = {"label", "data", "model", "train", "init_retries", "analysis", "notes"}
+_OUTPUTS = ("summary.json", "config.json", "report.md", "model.pt", "analysis", "figures", "checkpoints")
+
+
+class ExperimentConfigError(ValueError):
+    """An experiment configuration is malformed; the message names the key and what is allowed."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The experiments, as data
+# ------------------------------------------------------------------------------------------------
+_SMOKE_RESNET = {"width": 4, "stages": [[2, 8, 1], [4, 8, 1]], "fc_width": 8, "init": "kaiming"}
+_SMOKE_DENSENET = {"depth": 7, "growth_rate": 2, "stem_channels": 4}
+_SMOKE_TRAIN = {"optimizer": "adam", "lr": 3e-3, "batch_size": 16, "epochs": 8, "loss": "cross_entropy"}
+_SMOKE_ANALYSIS = {"batch_size": 256, "grid_resolution": 60, "figures": ["nn_vs_svm"], "dpi": 50}
+_ANALYSIS = {"batch_size": 1024, "grid_resolution": 300, "figures": ["nn_vs_svm", "nn_vs_svm_regularized"],
+             "dpi": 120}
+_FIGURES = ("nn_vs_svm", "nn_vs_svm_regularized")
+_QUICK_DENSENET = {"depth": 10, "growth_rate": 6, "final_pool": None}
+_QUICK_TRAIN = {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "epochs": 30, "loss": "cross_entropy"}
+
+IMAGE_EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "mnist01-resnet": {
+        "title": "MNIST 0 vs 1 with a bottleneck ResNet (2-unit ReLU transformed space)",
+        "source": "original_code.md §2.4, §3.3, §5.3, §6; checklist item 22",
+        "reference": {"test_accuracy": 0.998272538185,
+                      "note": "notebook mnist_resnet, checkpoint 2900 (original_code.md §6)"},
+        "profiles": {
+            "paper": {
+                "label": "paper (original optimizer, lr, batch and updates; GPU-sized)",
+                "data": {"name": "mnist", "classes": [0, 1], "normalize": "unit"},
+                "model": {"name": "resnet_mnist", "kwargs": {"variant": "preact", "init": "original"}},
+                "train": {"optimizer": "adam", "lr": 1e-4, "batch_size": 870, "steps": 26_000,
+                          "loss": "cross_entropy"},
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "Adam 1e-4, 2000 of the original's 13-step 'epochs' (26 000 updates) of ≈870 filtered "
+                         "images; the original then continued (2700–2900 epochs in the shipped checkpoints).",
+            },
+            "quick": {
+                "label": QUICK_LABEL,
+                "data": {"name": "mnist", "classes": [0, 1], "subsample": 1000, "normalize": "unit"},
+                "model": {"name": "resnet_mnist",
+                          "kwargs": {"width": 16, "stages": [[8, 32, 1], [16, 64, 1]], "fc_width": 64}},
+                "train": {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "epochs": 30,
+                          "loss": "cross_entropy"},
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "1000 training images (balanced), the full 0/1 test set; ResNet with 2 stages of one "
+                         "bottleneck block (16/32/64 channels), FC 64; Adam 3e-3, batch 32, 30 epochs (940 "
+                         "updates), enough for separable features on CPU in about 3 minutes.",
+            },
+            "smoke": {
+                "label": "smoke (seconds; tests only)",
+                "data": {"name": "mnist", "classes": [0, 1], "subsample": 64, "test_subsample": 64,
+                         "normalize": "unit"},
+                "model": {"name": "resnet_mnist", "kwargs": _SMOKE_RESNET},
+                "train": _SMOKE_TRAIN,
+                "init_retries": 10,
+                "analysis": _SMOKE_ANALYSIS,
+            },
+        },
+    },
+    "mnist012-densenet": {
+        "title": "MNIST 0/1/2 with DenseNet-40 (2-unit ReLU transformed space)",
+        "source": "original_code.md §2.5, §3.3, §6; checklist item 25",
+        "reference": {"test_accuracy": 0.995504379272,
+                      "note": "Momentum 1e-3/0.9, 1000 epochs (original_code.md §6)"},
+        "profiles": {
+            "paper": {
+                "label": "paper (original optimizer, lr, batch and updates; GPU-sized)",
+                "data": {"name": "mnist", "classes": [0, 1, 2], "normalize": "unit"},
+                "model": {"name": "densenet", "kwargs": {"depth": 40, "growth_rate": 12, "final_pool": 4}},
+                "train": {"optimizer": "momentum", "lr": 1e-3, "batch_size": 316, "steps": 53_000,
+                          "loss": "cross_entropy"},
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "1000 of the original's 53-step epochs of ≈316 filtered images (B=1024 from all "
+                         "of MNIST); 4×4 VALID final pool as in the original (448 features).",
+            },
+            "quick": {
+                "label": QUICK_LABEL,
+                "data": {"name": "mnist", "classes": [0, 1, 2], "subsample": 1000, "normalize": "unit"},
+                "model": {"name": "densenet", "kwargs": _QUICK_DENSENET},
+                "train": _QUICK_TRAIN,
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "1000 training images; DenseNet depth 10, growth 6, global pool; Adam 3e-3, batch 32, "
+                         "30 epochs.",
+            },
+            "smoke": {
+                "label": "smoke (seconds; tests only)",
+                "data": {"name": "mnist", "classes": [0, 1, 2], "subsample": 96, "test_subsample": 60,
+                         "normalize": "unit"},
+                "model": {"name": "densenet", "kwargs": _SMOKE_DENSENET},
+                "train": _SMOKE_TRAIN,
+                "init_retries": 10,
+                "analysis": _SMOKE_ANALYSIS,
+            },
+        },
+    },
+    "cifar10-airplane-bird-densenet": {
+        "title": "CIFAR-10 airplane vs bird with DenseNet-40 (2-unit ReLU transformed space)",
+        "source": "original_code.md §2.5, §3.3, §6; checklist item 24",
+        "reference": {"test_accuracy": 0.925480782986,
+                      "note": "Momentum 1e-3/0.9, 501 epochs of 39 batches of 256 (original_code.md §6)"},
+        "profiles": {
+            "paper": {
+                "label": "paper (original optimizer, lr, batch and updates; GPU-sized)",
+                "data": {"name": "cifar10", "classes": [0, 2], "normalize": "none"},
+                "model": {"name": "densenet", "kwargs": {"depth": 40, "growth_rate": 12, "final_pool": 4}},
+                "train": {"optimizer": "momentum", "lr": 1e-3, "batch_size": 256, "steps": 19_539,
+                          "loss": "cross_entropy"},
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "Raw 0–255 pixels as in the original; 501 × 39 updates. The original drew batches "
+                         "with replacement; ours are shuffled epochs.",
+            },
+            "quick": {
+                "label": QUICK_LABEL,
+                "data": {"name": "cifar10", "classes": [0, 2], "subsample": 1000, "normalize": "standard"},
+                "model": {"name": "densenet", "kwargs": _QUICK_DENSENET},
+                "train": _QUICK_TRAIN,
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "1000 training images, standardised; DenseNet depth 10, growth 6; Adam 3e-3, batch 32, "
+                         "30 epochs. Far from the original's 0.925 test accuracy by design (1/10 of the data).",
+            },
+            "smoke": {
+                "label": "smoke (seconds; tests only)",
+                "data": {"name": "cifar10", "classes": [0, 2], "subsample": 64, "test_subsample": 64,
+                         "normalize": "standard"},
+                "model": {"name": "densenet", "kwargs": _SMOKE_DENSENET},
+                "train": _SMOKE_TRAIN,
+                "init_retries": 10,
+                "analysis": _SMOKE_ANALYSIS,
+            },
+        },
+    },
+    "mnist-10class-densenet": {
+        "title": "MNIST 0–9 with DenseNet-40 (2-unit ReLU transformed space; extra)",
+        "source": "original_code.md §3.3, §6; checklist item 28 (deleted notebook)",
+        "reference": {"test_accuracy": 0.99289, "note": "Momentum 1e-2/0.9, ≈1000 epochs (original_code.md §6)"},
+        "profiles": {
+            "paper": {
+                "label": "paper (original optimizer, lr, batch and updates; GPU-sized)",
+                "data": {"name": "mnist", "normalize": "unit"},
+                "model": {"name": "densenet", "kwargs": {"depth": 40, "growth_rate": 12, "final_pool": 4}},
+                "train": {"optimizer": "momentum", "lr": 1e-2, "batch_size": 256, "epochs": 1000,
+                          "loss": "cross_entropy"},
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "All 60 000 training images, 1000 epochs of batch 256.",
+            },
+            "quick": {
+                "label": QUICK_LABEL,
+                "data": {"name": "mnist", "subsample": 2000, "normalize": "unit"},
+                "model": {"name": "densenet", "kwargs": _QUICK_DENSENET},
+                "train": {**_QUICK_TRAIN, "epochs": 15},
+                "init_retries": 10,
+                "analysis": _ANALYSIS,
+                "notes": "2000 training images; DenseNet depth 10, growth 6; Adam 3e-3, batch 32, 15 epochs. Ten "
+                         "classes in a 2-D space are rarely separable this early: the analysis then uses a soft "
+                         "margin.",
+            },
+            "smoke": {
+                "label": "smoke (seconds; tests only)",
+                "data": {"name": "mnist", "subsample": 100, "test_subsample": 100, "normalize": "unit"},
+                "model": {"name": "densenet", "kwargs": _SMOKE_DENSENET},
+                "train": _SMOKE_TRAIN,
+                "init_retries": 10,
+                "analysis": _SMOKE_ANALYSIS,
+            },
+        },
+    },
+}
+"""Registry entries for the real-image experiments: ``name -> {title, source, reference, profiles}``."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Config resolution and validation
+# ------------------------------------------------------------------------------------------------
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``override`` merged in, recursively for nested dicts."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _lookup(registry: dict[str, dict[str, Any]], name: str, profile: str, kind: str) -> dict[str, Any]:
+    if name not in registry:
+        raise KeyError(f"Unknown {kind} experiment {name!r}; available: {sorted(registry)}.")
+    profiles = registry[name]["profiles"]
+    if profile not in profiles:
+        raise ValueError(f"Experiment {name!r} has no profile {profile!r}; choose one of {sorted(profiles)}.")
+    return profiles[profile]
+
+
+def image_config(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The resolved, validated configuration of one image experiment profile (a fresh copy).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`IMAGE_EXPERIMENTS`, e.g. ``"mnist01-resnet"``.
+    profile : {"smoke", "quick", "paper"}, default="quick"
+    overrides : dict or None, default=None
+        Merged into the profile, recursively; e.g. ``{"data": {"name": "digits"}}`` or
+        ``{"train": {"epochs": 2}}``.
+
+    Returns
+    -------
+    dict
+        The profile's keys plus ``experiment``, ``profile``, ``title``, ``source`` and ``reference``.
+
+    Raises
+    ------
+    KeyError
+        Unknown experiment name.
+    ExperimentConfigError
+        Unknown profile, or an invalid configuration (after overrides).
+    """
+    try:
+        base = _lookup(IMAGE_EXPERIMENTS, name, profile, "image")
+    except ValueError as err:
+        raise ExperimentConfigError(str(err)) from None
+    entry = IMAGE_EXPERIMENTS[name]
+    cfg = _deep_merge(base, overrides or {})
+    cfg.update(experiment=name, profile=profile, title=entry["title"], source=entry["source"],
+               reference=copy.deepcopy(entry["reference"]))
+    validate_image_config(cfg)
+    return cfg
+
+
+def _check_keys(section: dict[str, Any], allowed: set[str], where: str) -> None:
+    if not isinstance(section, dict):
+        raise ExperimentConfigError(f"{where} must be a dict, got {type(section).__name__}.")
+    unknown = sorted(set(section) - allowed)
+    if unknown:
+        raise ExperimentConfigError(f"{where} has unknown keys {unknown}; allowed: {sorted(allowed)}.")
+
+
+def _positive_int_or_none(value: Any, where: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ExperimentConfigError(f"{where} must be a positive int or None, got {value!r}.")
+
+
+def validate_model_section(model: Any, where: str = "model") -> None:
+    """Check ``{"name": ..., "kwargs": {...}}`` against the model class's signature (nothing is built)."""
+    _check_keys(model, {"name", "kwargs"}, where)
+    name = model.get("name")
+    if name not in _MODEL_CLASSES:
+        raise ExperimentConfigError(f"{where}.name must be one of {sorted(_MODEL_CLASSES)}, got {name!r}.")
+    kwargs = model.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ExperimentConfigError(f"{where}.kwargs must be a dict, got {type(kwargs).__name__}.")
+    try:
+        inspect.signature(_MODEL_CLASSES[name]).bind_partial(**kwargs)
+    except TypeError as err:
+        accepted = list(inspect.signature(_MODEL_CLASSES[name]).parameters)
+        raise ExperimentConfigError(f"{where}.kwargs do not fit {name!r}: {err}. Accepted: {accepted}.") from None
+
+
+def validate_train_section(train: Any, where: str = "train") -> None:
+    """Check a training section: optimizer and loss names, lr > 0, exactly one of steps / epochs."""
+    _check_keys(train, _TRAIN_KEYS, where)
+    if train.get("optimizer", "sgd") not in available_optimizers():
+        raise ExperimentConfigError(f"{where}.optimizer must be one of {available_optimizers()}, "
+                                    f"got {train.get('optimizer')!r}.")
+    if train.get("loss", "cross_entropy") not in available_losses():
+        raise ExperimentConfigError(f"{where}.loss must be one of {available_losses()}, got {train.get('loss')!r}.")
+    lr = train.get("lr")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ExperimentConfigError(f"{where}.lr must be a positive number, got {lr!r}.")
+    if ("steps" in train) == ("epochs" in train):
+        raise ExperimentConfigError(f"{where} needs exactly one of 'steps' and 'epochs'.")
+    for key in ("steps", "epochs", "batch_size"):
+        _positive_int_or_none(train.get(key), f"{where}.{key}")
+
+
+def validate_image_config(cfg: dict[str, Any]) -> None:
+    """Check a resolved image-experiment configuration; raise :class:`ExperimentConfigError` if it is bad.
+
+    Checked: known keys only; ``label`` is a string; ``data.name`` is a real data set with a valid
+    normalisation and positive subsample sizes; the model keywords fit the model class; the training
+    section (optimizer, loss, lr, steps / epochs, batch size); ``init_retries >= 0``; the analysis
+    batch size and grid resolution.
+    """
+    meta = {"experiment", "profile", "title", "source", "reference"}
+    _check_keys(cfg, _PROFILE_KEYS | meta, "config")
+    for key in ("label", "data", "model", "train"):
+        if key not in cfg:
+            raise ExperimentConfigError(f"config is missing {key!r}.")
+    if not isinstance(cfg["label"], str) or not cfg["label"]:
+        raise ExperimentConfigError(f"label must be a non-empty string, got {cfg['label']!r}.")
+    data = cfg["data"]
+    _check_keys(data, _DATA_KEYS, "data")
+    if data.get("name") not in REAL_DATASETS:
+        raise ExperimentConfigError(f"data.name must be one of {list(REAL_DATASETS)}, got {data.get('name')!r}.")
+    if data.get("normalize", "standard") not in ("standard", "unit", "none"):
+        raise ExperimentConfigError(f"data.normalize must be 'standard', 'unit' or 'none', got {data['normalize']!r}.")
+    for key in ("subsample", "test_subsample"):
+        _positive_int_or_none(data.get(key), f"data.{key}")
+    validate_model_section(cfg["model"])
+    validate_train_section(cfg["train"])
+    retries = cfg.get("init_retries", 0)
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ExperimentConfigError(f"init_retries must be an int >= 0, got {retries!r}.")
+    analysis = cfg.get("analysis", {})
+    _check_keys(analysis, {"batch_size", "grid_resolution", "figures", "dpi"}, "analysis")
+    for key in ("batch_size", "grid_resolution", "dpi"):
+        _positive_int_or_none(analysis.get(key), f"analysis.{key}")
+    unknown = sorted(set(analysis.get("figures", [])) - set(_FIGURES))
+    if unknown:
+        raise ExperimentConfigError(f"analysis.figures has unknown names {unknown}; choose from {list(_FIGURES)}.")
+
+
+# ------------------------------------------------------------------------------------------------
+# Building blocks (also used by nnboundary.experiments.bias and the benchmark)
+# ------------------------------------------------------------------------------------------------
+def prepare_out_dir(out_dir: str | os.PathLike[str], *, force: bool = False, resume: bool = False,
+                    outputs: tuple[str, ...] = _OUTPUTS) -> Path:
+    """Check that ``out_dir`` may receive a run; with ``force``, remove the previous run's outputs.
+
+    Only the names in ``outputs`` are removed (never other files). The folder itself is created
+    later by the caller, once the data has been found.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` exists and is not empty, and neither ``force`` nor ``resume`` is set.
+    NotADirectoryError
+        ``out_dir`` is a file.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} is a file; pass a folder as out_dir.")
+    if out.is_dir() and any(out.iterdir()) and not (force or resume):
+        raise FileExistsError(f"{out} is not empty. Pass force=True (--force) to replace its results, "
+                              "resume=True to continue its training, or choose another out_dir.")
+    if force and out.is_dir():
+        for name in outputs:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    return out
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON (NaN/inf as null), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return repr(x)
+
+
+def load_image_data(cfg: dict[str, Any], *, data_dir: str | os.PathLike[str] | None = None,
+                    seed: int = 0) -> ImageDataset:
+    """Load the data of a resolved config (``cfg["data"]``); subsampling is drawn with ``seed``.
+
+    Raises
+    ------
+    nnboundary.data.DatasetNotFoundError
+        The files are not in ``data_dir``, ``$NNBOUNDARY_DATA_DIR`` or the cache folder; the message
+        lists what was searched and how to provide the data.
+    """
+    data = cfg["data"]
+    return load_real(data["name"], data_dir=data_dir, classes=data.get("classes"),
+                     subsample=data.get("subsample"), test_subsample=data.get("test_subsample"),
+                     seed=seed, normalize=data.get("normalize", "standard"))
+
+
+def model_kwargs(cfg: dict[str, Any], ds: ImageDataset) -> dict[str, Any]:
+    """The model's constructor keywords: the config's plus what the data decides (channels, classes)."""
+    kwargs = copy.deepcopy(cfg["model"].get("kwargs", {}))
+    kwargs.update(in_channels=ds.image_shape[0], n_classes=ds.n_classes)
+    if cfg["model"]["name"] == "densenet" and kwargs.get("final_pool") is not None:
+        kwargs.setdefault("input_size", ds.image_shape[1])
+    return kwargs
+
+
+def build_image_model(cfg: dict[str, Any], ds: ImageDataset, *, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the model, redrawing its seed while a transformed-space unit is dead at initialisation.
+
+    Tries seeds ``seed, seed + 10_000, seed + 20_000, ...`` (``1 + cfg["init_retries"]`` at most) and
+    keeps the first whose 2-D features, in training mode on up to 256 training images, have no unit
+    that is zero on all of them. The last try is kept if all have a dead unit.
+
+    Returns
+    -------
+    model : nn.Module
+    info : dict
+        ``{"name", "kwargs" (including the seed used), "init_attempts", "dead_at_init",
+        "n_parameters"}``.
+    """
+    kwargs = model_kwargs(cfg, ds)
+    probe = torch.from_numpy(ds.x_train[:256])
+    attempts = 1 + int(cfg.get("init_retries", 0))
+    for k in range(attempts):
+        model = build_model(cfg["model"]["name"], **kwargs, seed=seed + 10_000 * k)
+        dead = _dead_at_init(model, probe)
+        if not dead.any():
+            break
+    info = {"name": cfg["model"]["name"], "kwargs": {**kwargs, "seed": seed + 10_000 * k},
+            "init_attempts": k + 1, "dead_at_init": dead.tolist(),
+            "n_parameters": int(sum(p.numel() for p in model.parameters()))}
+    return model, info
+
+
+def _dead_at_init(model: nn.Module, probe: torch.Tensor) -> np.ndarray:
+    """Dead transformed-space units in training mode on ``probe`` (N, C, H, W); BN statistics are restored."""
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        with torch.no_grad():
+            return dead_units(model.train().features(probe), criterion="zero")
+    finally:
+        model.load_state_dict(saved)
+
+
+def _images_seen(steps: int, n: int, batch_size: int | None) -> int:
+    """Training images processed by ``steps`` updates over shuffled epochs of ``n`` images."""
+    if batch_size is None:
+        return steps * n
+    per_epoch = math.ceil(n / batch_size)
+    return (steps // per_epoch) * n + min((steps % per_epoch) * batch_size, n)
+
+
+def train_image_network(cfg: dict[str, Any], ds: ImageDataset, model: nn.Module, *, seed: int = 0,
+                        device: str | torch.device = "cpu", checkpoint_dir: str | os.PathLike[str] | None = None,
+                        resume: bool = False, progress: bool = False) -> TrainResult:
+    """Train ``model`` in place on ``ds`` with ``cfg["train"]`` (the whole network, softmax CE by default).
+
+    The training tensors are moved to ``device`` once; batches are shuffled by a generator seeded with
+    ``seed``. With ``checkpoint_dir``, log-spaced checkpoints (the two newest kept) make the run
+    resumable with ``resume=True``.
+    """
+    train = cfg["train"]
+    return fit(model, ds.x_train, ds.y_train, seed=seed, device=device, progress=progress,
+               checkpoint_dir=checkpoint_dir, resume=resume, keep_checkpoints=2 if checkpoint_dir else None,
+               **train)
+
+
+def load_trained_model(run_dir: str | os.PathLike[str], *,
+                       device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the trained network of an image-experiment run from its ``config.json`` and ``model.pt``.
+
+    Returns
+    -------
+    model : nn.Module
+        In eval mode, on ``device``.
+    config : dict
+        The run's ``config.json`` (with ``model_build`` and the data settings).
+
+    Raises
+    ------
+    FileNotFoundError
+        ``run_dir`` has no ``config.json`` or ``model.pt``; run :func:`run_image_experiment` first.
+    """
+    run = Path(run_dir)
+    missing = [f for f in ("config.json", "model.pt") if not (run / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run} is not a finished image-experiment run (missing {', '.join(missing)}). "
+                                "Run run_image_experiment(...) (nnboundary reproduce) into it first.")
+    config = json.loads((run / "config.json").read_text())
+    build = config["model_build"]
+    model = build_model(build["name"], **build["kwargs"])
+    state = torch.load(run / "model.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), config
+
+
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
+def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.PathLike[str] | None = None, *,
+                         seed: int = 0, device: str | torch.device = "cpu",
+                         data_dir: str | os.PathLike[str] | None = None, force: bool = False,
+                         resume: bool = False, overrides: dict[str, Any] | None = None,
+                         progress: bool = False) -> dict[str, Any]:
+    """Train the network of one image experiment and compare its head with the max-margin SVM.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`IMAGE_EXPERIMENTS`.
+    profile : {"smoke", "quick", "paper"}, default="quick"
+    out_dir : path-like or None, default=None
+        Run folder; None: ``runs/<name>-<profile>-seed<seed>``.
+    seed : int, default=0
+        Seeds the subsampling, the model initialisation and the minibatch order.
+    device : str or torch.device, default="cpu"
+        ``"cuda"`` trains and extracts features on the GPU.
+    data_dir : path-like or None, default=None
+        Where the data files are (see :func:`nnboundary.data.load_real`).
+    force : bool, default=False
+        Replace the results of a previous run in ``out_dir``.
+    resume : bool, default=False
+        Continue the training of a previous run in ``out_dir`` from its latest checkpoint.
+    overrides : dict or None, default=None
+        Merged into the profile (see :func:`image_config`).
+    progress : bool, default=False
+        Show progress bars.
+
+    Returns
+    -------
+    summary : dict
+        JSON-serialisable: ``test_accuracy`` (and the original's ``reference_test_accuracy``),
+        ``train`` (final loss / accuracy, steps, wall time, images/s), ``dead_units`` and
+        ``dead_units_note``, ``analysis`` (the full :attr:`nnboundary.analysis.Analysis.summary`:
+        angle_deg, cosine, margin_ratio, bias_offset, the ``*_reg`` numbers against the
+        regularised-bias SVM, agreement_train / test / grid, sv_overlap_*, n_support, ...), the
+        headline numbers copied to the top level, and the files written.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` is not empty and neither ``force`` nor ``resume`` is set.
+    nnboundary.data.DatasetNotFoundError
+        The data set is not found (raised before anything is written).
+    ExperimentConfigError
+        An invalid profile or override.
+    """
+    cfg = image_config(name, profile, overrides)
+    out = prepare_out_dir(out_dir or Path("runs") / f"{name}-{profile}-seed{seed}", force=force, resume=resume)
+    t0 = time.perf_counter()
+    ds = load_image_data(cfg, data_dir=data_dir, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model, build = build_image_model(cfg, ds, seed=seed)
+    write_json(out / "config.json", _run_config(cfg, ds, build, seed, device))
+    result = train_image_network(cfg, ds, model, seed=seed, device=device, checkpoint_dir=out / "checkpoints",
+                                 resume=resume, progress=progress)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
+    analysis, dead, test_accuracy = compare_with_svm(model, ds, cfg, device=device, progress=progress)
+    figures = {}
+    if analysis is not None:
+        analysis.save(out / "analysis", overwrite=True)
+        figures = _figures(analysis, out / "figures", cfg)
+    summary = _summary(cfg, ds, build, result, analysis, dead, test_accuracy, seed, device, figures,
+                       time.perf_counter() - t0)
+    write_json(out / "summary.json", summary)
+    (out / "report.md").write_text(image_report(summary))
+    logger.info("%s/%s: test accuracy %.4f, angle %s°, written to %s", name, profile,
+                summary["test_accuracy"], _fmt(summary["angle_deg"]), out)
+    return summary
+
+
+def compare_with_svm(model: nn.Module, ds: ImageDataset, cfg: dict[str, Any], *,
+                     device: str | torch.device = "cpu", progress: bool = False) -> tuple[Any, np.ndarray, float]:
+    """Extract the transformed-space features of ``ds`` and compare the head with the max-margin SVMs.
+
+    Returns
+    -------
+    analysis : nnboundary.analysis.Analysis or None
+        Against the free-bias SVM, with the regularised-bias SVM's numbers as ``*_reg``; None when every
+        unit of the transformed space is dead (all training features equal: there is nothing to separate).
+    dead : ndarray of bool, shape (D,)
+        Dead units on the training images (constant over all of them).
+    test_accuracy : float
+        Of the network on ``ds.x_test``.
+    """
+    from nnboundary.analysis import analyze_features
+    from nnboundary.features import extract_features, head_params
+
+    opts = {**_ANALYSIS, **cfg.get("analysis", {})}
+    train = extract_features(model, ds.x_train, "head", y=ds.y_train, batch_size=opts["batch_size"],
+                             device=device, progress=progress)
+    test = extract_features(model, ds.x_test, "head", y=ds.y_test, batch_size=opts["batch_size"], device=device)
+    test_accuracy = float(np.mean(test.logits.argmax(axis=1) == test.labels))
+    dead = dead_units(train.features)
+    if dead.all():
+        logger.warning("Every unit of the transformed space is dead; the SVM comparison is skipped.")
+        return None, dead, test_accuracy
+    W, b = head_params(model.head)
+    analysis = analyze_features(train.features, train.labels, W, b, logits=train.logits, H_test=test.features,
+                                y_test=test.labels, logits_test=test.logits,
+                                grid_resolution=opts["grid_resolution"], head_name="head")
+    return analysis, dead, test_accuracy
+
+
+def _run_config(cfg: dict[str, Any], ds: ImageDataset, build: dict[str, Any], seed: int,
+                device: Any) -> dict[str, Any]:
+    return {**cfg, "seed": seed, "device": str(device), "data_settings": ds.settings, "model_build": build,
+            "torch_version": torch.__version__}
+
+
+def _figures(analysis: Any, fig_dir: Path, cfg: dict[str, Any]) -> dict[str, str]:
+    """SVM | NN | overlay in the transformed space, against the free and the regularised-bias SVM."""
+    from nnboundary.plot import plot_nn_vs_svm
+
+    H, y = analysis.features, analysis.labels
+    if H.shape[1] != 2:
+        logger.info("Transformed space has D=%d; the 2-D region figures are skipped.", H.shape[1])
+        return {}
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    opts = {**_ANALYSIS, **cfg.get("analysis", {})}
+    common = {"resolution": opts["grid_resolution"], "dpi": opts["dpi"]}
+    files = {}
+    if "nn_vs_svm" in opts["figures"]:
+        files["nn_vs_svm"] = plot_nn_vs_svm(
+            analysis.nn_coef, analysis.nn_intercept, analysis.svm_coef, analysis.svm_intercept, H, y,
+            analysis.support, fig_dir / "nn_vs_svm.png",
+            titles=("SVM (free bias)", "NN (last layer)", "Overlay"), **common)
+    reg = analysis.svm_regularized
+    if reg is not None and "nn_vs_svm_regularized" in opts["figures"]:
+        files["nn_vs_svm_regularized"] = plot_nn_vs_svm(
+            analysis.nn_coef, analysis.nn_intercept, np.atleast_2d(reg.coef_), np.atleast_1d(reg.intercept_),
+            H, y, None, fig_dir / "nn_vs_svm_regularized.png",
+            titles=("SVM (regularised bias)", "NN (last layer)", "Overlay"), **common)
+    return {k: str(v) for k, v in files.items()}
+
+
+def dead_units_note(dead: np.ndarray) -> str:
+    """One sentence for reports about dead units of the transformed space."""
+    n, d = int(np.sum(dead)), len(dead)
+    if n == 0:
+        return f"No dead units: all {d} units of the transformed space vary over the training images."
+    which = ", ".join(f"h{i + 1}" for i in np.flatnonzero(dead))
+    return (f"{n} of {d} units of the transformed space are dead ({which}: constant over all training "
+            f"images), so the features live in {d - n} dimension(s) and the boundaries there are "
+            "effectively lower-dimensional.")
+
+
+_HEADLINE = ("angle_deg", "cosine", "margin_ratio", "bias_offset", "angle_deg_reg", "bias_offset_reg",
+             "margin_ratio_reg", "agreement_train", "agreement_test", "agreement_grid", "sv_overlap_jaccard",
+             "n_support", "separable")
+
+
+def _summary(cfg: dict[str, Any], ds: ImageDataset, build: dict[str, Any], result: TrainResult, analysis: Any,
+             dead: np.ndarray, test_accuracy: float, seed: int, device: Any, figures: dict[str, str],
+             wall: float) -> dict[str, Any]:
+    s = analysis.summary if analysis is not None else {}
+    n_seen = _images_seen(result.steps - result.start_step, len(ds.y_train), cfg["train"].get("batch_size"))
+    train = {**{k: getattr(result, k) for k in ("final_loss", "final_accuracy", "steps", "wall_time_s")},
+             "images_per_s": n_seen / result.wall_time_s if result.wall_time_s > 0 else float("nan"),
+             "settings": result.settings}
+    out = {"experiment": cfg["experiment"], "profile": cfg["profile"], "label": cfg["label"], "title": cfg["title"],
+           "seed": seed, "device": str(device), "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
+           "classes": list(ds.classes), "model": build, "train": train,
+           "test_accuracy": test_accuracy,
+           "reference_test_accuracy": cfg["reference"]["test_accuracy"],
+           "dead_units": dead.tolist(), "n_dead_units": int(dead.sum()), "dead_units_note": dead_units_note(dead),
+           "distinct_feature_points": _distinct_points(analysis),
+           "analysis": analysis.summary if analysis is not None else None, "figures": figures, "wall_time_s": wall}
+    out.update({k: s.get(k) for k in _HEADLINE})
+    return out
+
+
+def _distinct_points(analysis: Any) -> list[int] | None:
+    """Per class, how many distinct points the training features take (a ReLU layer can collapse a class)."""
+    if analysis is None:
+        return None
+    H, y = analysis.features, analysis.labels
+    return [int(len(np.unique(H[y == k], axis=0))) for k in range(int(y.max()) + 1)]
+
+
+def _collapse_note(summary: dict[str, Any]) -> str:
+    distinct = summary.get("distinct_feature_points")
+    if not distinct:
+        return ""
+    small = [k for k, n in enumerate(distinct) if n <= 3]
+    if not small:
+        return ""
+    return (f" Class(es) {small} collapse to at most 3 distinct points in the transformed space (distinct points "
+            f"per class: {distinct}); many tied support vectors there make the SV-overlap numbers arbitrary.")
+
+
+def _fmt(x: Any, spec: str = ".4g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return format(x, spec) if isinstance(x, (int, float)) and not isinstance(x, bool) else str(x)
+
+
+def image_report(summary: dict[str, Any]) -> str:
+    """A short Markdown report of one image-experiment run (what ``report.md`` holds)."""
+    s, a = summary, summary["analysis"] or {}
+    rows = [("test accuracy", _fmt(s["test_accuracy"]), _fmt(s["reference_test_accuracy"])),
+            ("train loss (final, whole train set)", _fmt(s["train"]["final_loss"], ".3e"), "")]
+    metrics = [("angle NN vs SVM (deg)", "angle_deg"), ("angle NN vs regularised-bias SVM (deg)", "angle_deg_reg"),
+               ("margin ratio NN / SVM", "margin_ratio"), ("bias offset vs SVM (SVM margins)", "bias_offset"),
+               ("bias offset vs regularised-bias SVM", "bias_offset_reg"),
+               ("offset vs midpoint of the class means", "bias_offset_means"),
+               ("agreement NN/SVM, train", "agreement_train"), ("agreement NN/SVM, test", "agreement_test"),
+               ("agreement NN/SVM, grid", "agreement_grid"), ("support vectors", "n_support"),
+               ("SV overlap (Jaccard, smallest NN margins)", "sv_overlap_jaccard"), ("separable", "separable")]
+    rows += [(label, _fmt(a.get(key)), "") for label, key in metrics]
+    table = "\n".join(f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows)
+    figs = "\n".join(f"![{k}]({Path(v).relative_to(Path(v).parent.parent)})" for k, v in s["figures"].items())
+    return (f"# {s['title']}\n\n"
+            f"Profile **{s['profile']}**: {s['label']}. Seed {s['seed']}, device {s['device']}, "
+            f"{s['n_train']} training / {s['n_test']} test images, classes {s['classes']}, "
+            f"{s['model']['name']} with {s['model']['n_parameters']:,} parameters, "
+            f"{s['train']['steps']} updates in {s['train']['wall_time_s']:.0f} s "
+            f"({s['train']['images_per_s']:.0f} images/s).\n\n"
+            f"| quantity | this run | original |\n|---|---|---|\n{table}\n\n"
+            f"**Transformed space:** {s['dead_units_note']}{_collapse_note(s)}"
+            + ("" if s["analysis"] else " With every unit dead there is nothing to compare: the SVM analysis "
+               "and the figures were skipped.")
+            + f"\n\n{figs}\n")

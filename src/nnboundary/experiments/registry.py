@@ -1,0 +1,417 @@
+"""Experiments as data: named, seeded configurations with ``smoke``, ``quick`` and ``paper`` profiles.
+
+Every experiment of the paper's simulated-data evidence (``original_code.md`` §8) is one registered
+function ``fn(profile) -> ExperimentConfig``. The function states its settings once and lets the profile
+pick the numbers that differ::
+
+    @register_experiment("blobs", "Two blobs, 2-unit tanh layer: NN vs SVM in input and transformed space")
+    def _blobs(p: Profile) -> ExperimentConfig:
+        return ExperimentConfig(data="blobs", n_samples=p.pick(paper=5000, quick=1000, smoke=60), ...)
+
+Profiles
+--------
+``paper``  the original's settings (§3.3 / §8): widths 2000, 10^4-10^5 steps, Adam 1e-4, batch 200.
+``quick``  CPU, about a minute or less on 2 cores: hidden width 200 (or 100), 1-2k points, 1-3k
+           full-batch steps with a larger learning rate. The report marks these runs as quick.
+``smoke``  seconds, for the test suite: tiny widths, tens of points, tens of steps.
+
+A *study* (activations, optimizers, losses, architectures) is one entry with ``variants``: each
+:class:`Variant` overrides a few fields of the base config, and the run reports a comparison table.
+Nothing here trains anything; :func:`nnboundary.experiments.run_experiment` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "PLOTS",
+    "PROFILES",
+    "ExperimentConfig",
+    "Profile",
+    "Variant",
+    "describe_experiment",
+    "get_experiment",
+    "list_experiments",
+    "register_experiment",
+]
+
+#: Profile names, cheapest first.
+PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+
+#: Figure kinds a config may ask for (see :mod:`nnboundary.experiments.runner`).
+PLOTS: tuple[str, ...] = ("training_data", "input_space", "transformed", "alignment", "snapshots",
+                          "sv_vs_loss")
+
+_SVM_MULTICLASS = ("crammer_singer", "ovr")
+_SNAPSHOT_SPACES = ("input", "transformed")
+_DTYPES = ("float32", "float64")
+
+
+# ---------------------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class Variant:
+    """One arm of a study: a label and the config fields it overrides.
+
+    ``overrides`` maps :class:`ExperimentConfig` field names to values; ``model_kwargs``,
+    ``data_kwargs``, ``loss_kwargs`` and ``optimizer_kwargs`` are *merged* into the base dicts
+    rather than replacing them.
+    """
+
+    label: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything that defines one experiment run, as plain JSON-serialisable data.
+
+    Attributes
+    ----------
+    name, profile, title : str
+        Registry name (kebab-case), profile (``smoke``/``quick``/``paper``), one-line title.
+    data : str
+        A key of :data:`nnboundary.data.SIMULATED` (or of ``REAL_DATASETS``).
+    n_samples : int or None
+        Total points before the train/test split; None keeps the generator's default.
+    data_kwargs : dict
+        Further generator arguments (e.g. ``{"margin": 0.2}`` for the plate).
+    test_fraction : float
+        Share of each class held out (the original used 0.1).
+    model, model_kwargs : str, dict
+        ``nnboundary.models.build_model(model, in_features=..., n_classes=..., seed=..., **model_kwargs)``.
+    optimizer, lr, optimizer_kwargs : str, float, dict
+        See :func:`nnboundary.train.make_optimizer` (no weight decay).
+    loss, loss_kwargs : str, dict
+        See :func:`nnboundary.train.make_loss`.
+    steps : int
+        Optimizer updates.
+    batch_size : int or None
+        None = full batch; else seeded, cycled minibatches.
+    seed : int
+        Seeds the data, the split, the initialisation and the minibatch order.
+    dtype : {"float32", "float64"}
+    svm_multiclass : tuple of str
+        SVMs to compare with: the first is the main one; K > 2 may add ``"ovr"`` next to
+        ``"crammer_singer"``.
+    soft_C : float
+        C of the soft-margin SVM used when the features are not separable.
+    track : "log", int or tuple of int
+        Steps on which the ``AlignmentTracker`` evaluates (always also step 0 and the last step).
+    plots : tuple of str
+        Figures to draw, from :data:`PLOTS`.
+    input_windows : tuple of (xmin, xmax, ymin, ymax) or None
+        Windows of the input-space figures; None = around the data. Several give near/far views.
+    snapshots : tuple of int
+        Steps at which the model is saved for the snapshot figure (0 = initialisation).
+    snapshot_space : {"input", "transformed"}
+    grid_resolution : int
+        Grid points per axis for the figures and the grid agreement.
+    variants : tuple of Variant
+        Empty for a single run; otherwise one run per variant, compared in one table.
+    paper_ref, claim, notes : str
+        Where the experiment comes from, what the paper claims, caveats.
+    """
+
+    name: str = ""
+    profile: str = "quick"
+    title: str = ""
+    data: str = "blobs"
+    n_samples: int | None = None
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.1
+    model: str = "mlp"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 1e-4
+    optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss: str = "cross_entropy"
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    steps: int = 1000
+    batch_size: int | None = None
+    seed: int = 0
+    dtype: str = "float32"
+    svm_multiclass: tuple[str, ...] = ("crammer_singer",)
+    soft_C: float = 1.0
+    track: Any = "log"
+    plots: tuple[str, ...] = ("training_data", "input_space", "transformed", "alignment")
+    input_windows: tuple[Any, ...] = (None,)
+    snapshots: tuple[int, ...] = ()
+    snapshot_space: str = "input"
+    grid_resolution: int = 200
+    variants: tuple[Variant, ...] = ()
+    paper_ref: str = ""
+    claim: str = ""
+    notes: str = ""
+
+    # -- derived -------------------------------------------------------------------------------
+    @property
+    def is_study(self) -> bool:
+        """True if the run compares several variants."""
+        return len(self.variants) > 0
+
+    def expand(self) -> list[tuple[str, ExperimentConfig]]:
+        """``[(label, config)]`` for every run: the variants (without ``variants``), or ``[("main", self)]``."""
+        if not self.variants:
+            return [("main", self)]
+        return [(v.label, _apply(dataclasses.replace(self, variants=()), v.overrides)) for v in self.variants]
+
+    def with_overrides(self, **overrides: Any) -> ExperimentConfig:
+        """A copy with fields replaced (dict fields merged); applied to every variant as well.
+
+        Raises
+        ------
+        TypeError
+            An unknown field name (the message lists the fields).
+        """
+        if not overrides:
+            return self
+        _check_fields(overrides)
+        base = _apply(self, overrides)
+        if not self.variants:
+            return base
+        # a user override beats the variants' own settings: re-apply it on top of each variant
+        variants = tuple(Variant(v.label, _merge_overrides(v.overrides, overrides)) for v in self.variants)
+        return dataclasses.replace(base, variants=variants)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (tuples become lists)."""
+        return _jsonable(dataclasses.asdict(self))
+
+    # -- validation ----------------------------------------------------------------------------
+    def validate(self) -> ExperimentConfig:
+        """Check every field (and every variant) without training; return self.
+
+        Raises
+        ------
+        ValueError
+            An unknown data set, model, optimizer, loss, plot, profile or SVM; a non-positive
+            step count, learning rate or batch size; or model keywords the model does not take.
+        """
+        runs = self.expand()
+        labels = [label for label, _ in runs]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"Experiment {self.name!r}: variant labels must be unique, got {labels}.")
+        for label, cfg in runs:
+            try:
+                cfg._validate_one()
+            except (ValueError, TypeError) as err:
+                where = f"variant {label!r} of " if self.is_study else ""
+                raise type(err)(f"{where}experiment {self.name or '<unnamed>'!r} ({self.profile}): {err}") from None
+        return self
+
+    def _validate_one(self) -> None:
+        from nnboundary.data import REAL_DATASETS, SIMULATED
+        from nnboundary.models import list_models
+        from nnboundary.train import available_losses, available_optimizers
+
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}.")
+        if self.data not in SIMULATED and self.data not in REAL_DATASETS:
+            raise ValueError(_unknown("data set", self.data, [*SIMULATED, *REAL_DATASETS]))
+        if self.model not in list_models():
+            raise ValueError(_unknown("model", self.model, list_models()))
+        opt = self.optimizer.lower().replace("-", "_")
+        if opt not in available_optimizers() and opt not in ("gd", "heavy_ball", "rms_prop"):
+            raise ValueError(_unknown("optimizer", self.optimizer, available_optimizers()))
+        try:
+            from nnboundary.train import make_loss
+
+            make_loss(self.loss, **self.loss_kwargs)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"loss {self.loss!r} with {self.loss_kwargs}: {err} "
+                             f"Available: {available_losses()}.") from None
+        _positive_int(self.steps, "steps")
+        if self.batch_size is not None:
+            _positive_int(self.batch_size, "batch_size")
+        if self.n_samples is not None:
+            _positive_int(self.n_samples, "n_samples")
+        _positive_int(self.grid_resolution, "grid_resolution")
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
+        if not 0.0 < float(self.test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {self.test_fraction!r}.")
+        if not self.soft_C > 0:
+            raise ValueError(f"soft_C must be > 0, got {self.soft_C!r}.")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {_DTYPES}, got {self.dtype!r}.")
+        bad = [p for p in self.plots if p not in PLOTS]
+        if bad:
+            raise ValueError(f"Unknown plot(s) {bad}; choose from {PLOTS}.")
+        bad = [m for m in self.svm_multiclass if m not in _SVM_MULTICLASS]
+        if bad or not self.svm_multiclass:
+            raise ValueError(f"svm_multiclass must be a non-empty tuple from {_SVM_MULTICLASS}, got "
+                             f"{self.svm_multiclass!r}.")
+        if self.snapshot_space not in _SNAPSHOT_SPACES:
+            raise ValueError(f"snapshot_space must be one of {_SNAPSHOT_SPACES}, got {self.snapshot_space!r}.")
+        if any(not isinstance(s, int) or s < 0 or s > self.steps for s in self.snapshots):
+            raise ValueError(f"snapshots must be steps in [0, steps={self.steps}], got {self.snapshots!r}.")
+        if "snapshots" in self.plots and not self.snapshots:
+            raise ValueError("plots asks for 'snapshots' but snapshots=() is empty; list the steps to save.")
+        for w in self.input_windows:
+            if w is not None and (len(w) != 4 or not (w[0] < w[1] and w[2] < w[3])):
+                raise ValueError(f"input windows must be None or (xmin, xmax, ymin, ymax) with min < max, got {w!r}.")
+        if not (self.track == "log" or isinstance(self.track, int) or isinstance(self.track, (tuple, list))):
+            raise ValueError(f"track must be 'log', an int k (every k steps) or a tuple of steps, got {self.track!r}.")
+        _check_model_kwargs(self.model, self.model_kwargs)
+
+
+def _positive_int(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}.")
+
+
+def _unknown(what: str, name: str, available: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(available), n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return f"Unknown {what} {name!r}.{hint} Available: {', '.join(available)}."
+
+
+def _check_model_kwargs(model: str, kwargs: Mapping[str, Any]) -> None:
+    from nnboundary.models import _MODELS  # type: ignore[attr-defined]  # the model registry's constructors
+
+    params = inspect.signature(_MODELS[model]).parameters
+    reserved = {"in_features", "n_classes", "seed"} & set(kwargs)
+    if reserved:
+        raise ValueError(f"model_kwargs must not set {sorted(reserved)}: the runner derives them from the "
+                         "data and the seed.")
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise ValueError(f"Model {model!r} does not take {unknown}; it takes {list(params)}.")
+
+
+_DICT_FIELDS = ("data_kwargs", "model_kwargs", "loss_kwargs", "optimizer_kwargs")
+_FIELDS = tuple(f.name for f in dataclasses.fields(ExperimentConfig))
+
+
+def _check_fields(overrides: Mapping[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(_FIELDS))
+    if unknown:
+        raise TypeError(f"Unknown experiment setting(s) {unknown}; settable fields: {list(_FIELDS)}.")
+
+
+def _apply(cfg: ExperimentConfig, overrides: Mapping[str, Any]) -> ExperimentConfig:
+    """``dataclasses.replace`` that merges the ``*_kwargs`` dicts instead of replacing them."""
+    _check_fields(overrides)
+    values = dict(overrides)
+    for key in _DICT_FIELDS:
+        if key in values:
+            values[key] = {**getattr(cfg, key), **values[key]}
+    return dataclasses.replace(cfg, **values)
+
+
+def _merge_overrides(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(first)
+    for key, value in second.items():
+        out[key] = {**out.get(key, {}), **value} if key in _DICT_FIELDS else value
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Profile:
+    """The profile an experiment function is asked for; :meth:`pick` chooses a value by profile name."""
+
+    name: str
+
+    def pick(self, *, paper: Any, quick: Any, smoke: Any = None) -> Any:
+        """The value for this profile; ``smoke`` defaults to ``quick`` when not given."""
+        if self.name == "paper":
+            return paper
+        if self.name == "quick":
+            return quick
+        return quick if smoke is None else smoke
+
+
+@dataclass(frozen=True)
+class _Entry:
+    name: str
+    summary: str
+    fn: Callable[[Profile], ExperimentConfig]
+
+
+_EXPERIMENTS: dict[str, _Entry] = {}
+
+
+def register_experiment(name: str, summary: str) -> Callable[[Callable[[Profile], ExperimentConfig]],
+                                                            Callable[[Profile], ExperimentConfig]]:
+    """Decorator: register ``fn(profile) -> ExperimentConfig`` under ``name`` with a one-line summary.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is already registered.
+    """
+
+    def deco(fn: Callable[[Profile], ExperimentConfig]) -> Callable[[Profile], ExperimentConfig]:
+        if name in _EXPERIMENTS:
+            raise ValueError(f"Experiment {name!r} is registered twice (second in {fn.__module__}).")
+        _EXPERIMENTS[name] = _Entry(name, summary, fn)
+        return fn
+
+    return deco
+
+
+def list_experiments(pattern: str = "*") -> list[str]:
+    """Registered names matching the shell-style ``pattern``, in registration order."""
+    return [n for n in _EXPERIMENTS if fnmatch.fnmatch(n, pattern)]
+
+
+def describe_experiment(name: str) -> str:
+    """The one-line summary of experiment ``name``."""
+    return _entry(name).summary
+
+
+def _entry(name: str) -> _Entry:
+    if name not in _EXPERIMENTS:
+        close = difflib.get_close_matches(str(name), list(_EXPERIMENTS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown experiment {name!r}.{hint} Run `nnboundary list` to see all.")
+    return _EXPERIMENTS[name]
+
+
+def get_experiment(name: str, profile: str = "quick", **overrides: Any) -> ExperimentConfig:
+    """The resolved config of experiment ``name`` for ``profile``, with ``overrides`` applied.
+
+    Parameters
+    ----------
+    name : str
+        A registered name (see :func:`list_experiments`).
+    profile : {"smoke", "quick", "paper"}, default="quick"
+    **overrides
+        Config fields to replace, e.g. ``steps=50, n_samples=40, seed=3``; the ``*_kwargs`` dicts
+        are merged. They apply to every variant of a study.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (close names are suggested) or profile.
+    TypeError
+        An unknown field in ``overrides``.
+    """
+    entry = _entry(name)
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
+    cfg = entry.fn(Profile(profile))
+    cfg = dataclasses.replace(cfg, name=name, profile=profile, title=cfg.title or entry.summary)
+    if profile == "smoke":  # seconds, not minutes: coarse figures, tracking at step 0 and the last step only
+        cfg = dataclasses.replace(cfg, grid_resolution=min(cfg.grid_resolution, 40), track=())
+    return cfg.with_overrides(**overrides)
+
+
+# Importing the definitions registers them (kept in their own module: one idea per module).
+from nnboundary.experiments import _catalog  # noqa: E402,F401

@@ -1,0 +1,274 @@
+"""The run report: a Markdown file with the final numbers and the figures side by side.
+
+:func:`summary_rows` turns per-variant summaries into table rows (shared with the CLI's rich table);
+:func:`write_report` writes ``report.md``. Plain text only: no plotting, no printing.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["COMPACT_COLUMNS", "TABLE_COLUMNS", "format_value", "profile_differences", "status_of", "summary_rows", "write_report"]
+
+#: (summary key, column header) of the results table, in order. Columns absent from every row are dropped.
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("n_features", "D"),
+    ("angle_deg", "angle (°)"),
+    ("angle_deg_reg", "angle reg-bias (°)"),
+    ("margin_ratio", "margin ratio"),
+    ("bias_offset", "bias offset"),
+    ("agreement_train", "agree train"),
+    ("agreement_test", "agree test"),
+    ("input_agreement", "agree input grid"),
+    ("sv_overlap_jaccard", "SV∩low-margin (Jaccard)"),
+    ("sv_overlap_jaccard_loss", "SV∩high-loss (Jaccard)"),
+    ("n_support", "#SV"),
+    ("loss", "CE loss"),
+    ("accuracy", "train acc"),
+    ("test_accuracy", "test acc"),
+    ("status", "status"),
+)
+
+#: A narrower table for terminals (the CLI): short headers, the core numbers.
+COMPACT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("angle_deg", "angle°"),
+    ("margin_ratio", "margin ratio"),
+    ("bias_offset", "bias off."),
+    ("agreement_train", "agree"),
+    ("agreement_test", "agree test"),
+    ("input_agreement", "agree input"),
+    ("sv_overlap_jaccard", "SV Jacc."),
+    ("loss", "CE loss"),
+    ("accuracy", "acc"),
+    ("status", "status"),
+)
+
+_EXPLAIN = {
+    "D": "width of the transformed space h (the last hidden layer) the SVM is fitted on",
+    "angle (°)": "angle between the NN's last-layer direction and the SVM's (0 = same direction)",
+    "angle reg-bias (°)": "the same against the SVM with a regularised bias, min (|w|² + b²)/2, which gradient "
+                          "descent on a layer with a bias approaches",
+    "margin ratio": "NN normalised margin / SVM margin (1 = max margin)",
+    "bias offset": "NN boundary position along the SVM normal, in SVM margins (0 = same place, ±1 = on a support hyperplane)",
+    "agree train": "fraction of training points where NN and SVM (on h) predict the same class",
+    "agree test": "same on the test split",
+    "agree input grid": "NN vs linear SVM on the raw inputs, on a grid over the data (input-space figures)",
+    "SV∩low-margin (Jaccard)": "Jaccard overlap of the SVM's support vectors with the k points of smallest NN margin",
+    "SV∩high-loss (Jaccard)": "same with the k highest-loss points",
+    "#SV": "support vectors of the SVM on h",
+    "CE loss": "mean cross-entropy of the final logits on the training split",
+}
+
+
+def format_value(key: str, value: Any) -> str:
+    """Short, table-friendly text for one summary value (``—`` for missing)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if key in ("loss", "train_loss", "test_loss"):
+            return f"{value:.2e}"
+        if key in ("cosine", "cosine_reg"):
+            return f"{value:.8f}"
+        if key in ("angle_deg", "angle_deg_reg"):
+            return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
+        if key in ("accuracy", "test_accuracy", "agreement_train", "agreement_test", "input_agreement",
+                   "agreement_grid", "sv_overlap_jaccard", "sv_overlap_jaccard_loss"):
+            return f"{value:.3f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def status_of(summary: Mapping[str, Any]) -> str:
+    """One word on whether the numbers can be read as a test of the claim.
+
+    ``FAILED`` (no analysis), ``not separable`` (features not linearly separable: compared with a
+    soft-margin SVM, the hard-margin claim does not apply), ``not fitted`` (separable features but the
+    NN does not classify every training point), ``separable`` otherwise.
+    """
+    if summary.get("error"):
+        return "FAILED"
+    if summary.get("separable") is False:
+        return "not separable"
+    acc = summary.get("accuracy")
+    if acc is not None and acc < 1.0:
+        return "not fitted"
+    return "separable"
+
+
+def summary_rows(summaries: Mapping[str, Mapping[str, Any]],
+                 columns: Sequence[tuple[str, str]] = TABLE_COLUMNS) -> tuple[list[str], list[list[str]]]:
+    """``(headers, rows)`` of the results table: one row per variant, values formatted.
+
+    Parameters
+    ----------
+    summaries : mapping label -> summary dict
+        As in ``summary.json``'s ``"variants"``.
+    columns : sequence of (summary key, header), default=TABLE_COLUMNS
+        :data:`COMPACT_COLUMNS` gives the narrow terminal table.
+    """
+    present = [(k, h) for k, h in columns
+               if k == "status" or any(s.get(k) is not None for s in summaries.values())]
+    headers = ["variant", *[h for _, h in present]]
+    rows = []
+    for label, s in summaries.items():
+        values = {**s, "status": status_of(s)}
+        rows.append([label, *[format_value(k, values.get(k)) for k, _ in present]])
+    return headers, rows
+
+
+def profile_differences(config: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:
+    """``["steps 2000 (paper: 50001)", ...]``: the top-level and model settings that differ from ``reference``."""
+    if reference is None:
+        return []
+    out = []
+    for key in ("n_samples", "steps", "batch_size", "lr", "optimizer"):
+        if config.get(key) != reference.get(key):
+            out.append(f"{key} {config.get(key)} (paper: {reference.get(key)})")
+    mk, rk = config.get("model_kwargs", {}), reference.get("model_kwargs", {})
+    for key in sorted(set(mk) | set(rk)):
+        if mk.get(key) != rk.get(key):
+            out.append(f"{key} {mk.get(key)} (paper: {rk.get(key)})")
+    for cv, rv in zip(config.get("variants", []), reference.get("variants", [])):
+        for key in sorted(set(cv["overrides"]) | set(rv["overrides"])):
+            a, b = cv["overrides"].get(key), rv["overrides"].get(key)
+            if a != b and key not in ("model_kwargs", "track"):
+                out.append(f"{cv['label']}: {key} {a} (paper: {b})")
+    return out
+
+
+# ------------------------------------------------------------------------------------------- markdown
+def _md_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _transpose(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> tuple[list[str], list[list[str]]]:
+    """A one-row table as (metric, value) pairs, which fits next to a figure."""
+    return ["metric", "value"], [[h, rows[0][i]] for i, h in enumerate(headers) if i > 0]
+
+
+def _img(path: str, width: int) -> str:
+    return f'<img src="{html.escape(path)}" width="{width}">'
+
+
+def write_report(run_dir: str | os.PathLike[str], *, config: Mapping[str, Any], summaries: Mapping[str, Mapping[str, Any]],
+                 figures: Mapping[str, Sequence[Any]], run_info: Mapping[str, Any],
+                 paper_differences: Sequence[str] = (), tracking_errors: Mapping[str, Sequence[Any]] | None = None) -> Path:
+    """Write ``run_dir/report.md`` and return its path.
+
+    Parameters
+    ----------
+    run_dir : path-like
+        Figures are referenced relative to it.
+    config : dict
+        The resolved config (``ExperimentConfig.to_dict()``).
+    summaries : mapping label -> summary dict
+    figures : mapping label -> sequence of FigureInfo (``kind``, ``path``, ``caption``)
+    run_info : dict
+        Device, seed, wall time, versions, command.
+    paper_differences : sequence of str
+        For reduced profiles: how the settings differ from the paper profile.
+    tracking_errors : mapping label -> list of {"step", "error"}, optional
+    """
+    run_dir = Path(run_dir)
+    profile = str(config.get("profile", ""))
+    name = config.get("name") or "experiment"
+    lines = [f"# {name}: {config.get('title', '')}", ""]
+    lines += _profile_banner(profile, paper_differences)
+    lines += [f"**Source.** original_code.md {config.get('paper_ref', '')}".rstrip(), "",
+              f"**Claim tested.** {config.get('claim', '')}", ""]
+    if config.get("notes"):
+        lines += [f"**Notes.** {config['notes']}", ""]
+    headers, rows = summary_rows(summaries)
+    main_figs = {label: sorted((f for f in figs if f.kind in ("transformed", "input_space")),
+                               key=lambda f: f.kind != "transformed")  # the transformed space first
+                 for label, figs in figures.items()}
+    lines += ["## Final numbers", ""]
+    if len(rows) == 1 and next(iter(main_figs.values()), []):
+        th, tr = _transpose(headers, rows)
+        fig = next(iter(main_figs.values()))[0]
+        lines += ["<table><tr><td valign=\"top\">", "", _html_table(th, tr), "", "</td><td>",
+                  _img(fig.path, 640), f"<br><em>{html.escape(fig.caption)}</em>", "</td></tr></table>", ""]
+    else:
+        lines += [_md_table(headers, rows), ""]
+    lines += _status_notes(summaries)
+    lines += ["<details><summary>What the columns mean</summary>", ""]
+    lines += [f"- **{h}**: {_EXPLAIN[h]}" for h in headers if h in _EXPLAIN]
+    lines += ["- **status**: `separable` = the features are linearly separable and the NN fits every training "
+              "point (the claim applies); `not fitted` = separable but the NN still misclassifies training "
+              "points; `not separable` = no hard-margin SVM exists, the NN is compared with a soft-margin SVM "
+              "(C = soft_C) and the claim does not apply; `FAILED` = no analysis (see the error).", "", "</details>", ""]
+    lines += ["## Figures", ""]
+    for label, figs in figures.items():
+        if not figs:
+            continue
+        if len(figures) > 1:
+            lines += [f"### {label}", ""]
+        cells = [f"<td>{_img(f.path, 420)}<br><em>{html.escape(f.caption)}</em></td>" for f in figs]
+        for i in range(0, len(cells), 2):
+            lines += ["<table><tr>" + "".join(cells[i:i + 2]) + "</tr></table>", ""]
+    if tracking_errors and any(tracking_errors.values()):
+        lines += ["## Tracking evaluations that failed", ""]
+        for label, errs in tracking_errors.items():
+            for e in errs:
+                lines.append(f"- {label} step {e['step']}: {e['error']}")
+        lines.append("")
+    lines += ["## Settings", "", "Everything above was produced by these settings (also in `config.json`).", "",
+              _md_table(["setting", "value"], [[k, f"`{v}`"] for k, v in run_info.items()]), "",
+              "```json", _json(config), "```", ""]
+    path = run_dir / "report.md"
+    tmp = path.with_name(".report.md.tmp")
+    tmp.write_text("\n".join(lines), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _profile_banner(profile: str, differences: Sequence[str]) -> list[str]:
+    if profile == "paper":
+        return ["**Profile: paper** (the original's settings).", ""]
+    what = "QUICK" if profile == "quick" else profile.upper()
+    out = [f"> **Profile: {what}** — reduced settings for a CPU run in about a minute; these are *not* the "
+           "paper's runs, and a claim about converged training may not be testable at this length."]
+    if differences:
+        out.append("> Differs from the paper profile in: " + "; ".join(differences) + ".")
+    return [*out, ""]
+
+
+def _status_notes(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    out = []
+    for label, s in summaries.items():
+        st = status_of(s)
+        if st == "FAILED":
+            out.append(f"- **{label}: FAILED** — {s.get('error')}")
+        elif st == "not separable":
+            out.append(f"- **{label}: the last hidden layer's features are NOT linearly separable** (training "
+                       f"accuracy {format_value('accuracy', s.get('accuracy'))}); the NN is compared with a "
+                       f"soft-margin SVM (C={s.get('svm_C')}), so these numbers do not test the hard-margin claim.")
+        elif st == "not fitted":
+            out.append(f"- **{label}: not converged** — the features are separable but the NN misclassifies training "
+                       f"points (accuracy {format_value('accuracy', s.get('accuracy'))}).")
+        if s.get("dead_units"):
+            out.append(f"- {label}: {s['dead_units']} dead unit(s) in the transformed space.")
+    return [*out, ""] if out else []
+
+
+def _json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=2, default=str)
