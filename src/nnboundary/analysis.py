@@ -12,14 +12,15 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nnboundary._jsonio import atomic_write
+from nnboundary._jsonio import to_jsonable as _jsonable
 import pandas as pd
 from sklearn.base import clone
 
@@ -128,10 +129,10 @@ class Analysis:
                 f"{out} already holds an analysis ({', '.join(existing)}). Pass overwrite=True "
                 "(--overwrite) or choose another directory."
             )
-        _atomic_write(out / "summary.json", lambda f: f.write(_dumps(self.summary).encode()))
-        _atomic_write(out / "settings.json", lambda f: f.write(_dumps(self.settings).encode()))
-        _atomic_write(out / "details.csv", lambda f: f.write(self.details.to_csv(index=False).encode()))
-        _atomic_write(out / "features.npz", lambda f: np.savez_compressed(f, **self._arrays()))
+        atomic_write(out / "summary.json", lambda f: f.write(_dumps(self.summary).encode()), binary=True)
+        atomic_write(out / "settings.json", lambda f: f.write(_dumps(self.settings).encode()), binary=True)
+        atomic_write(out / "details.csv", lambda f: f.write(self.details.to_csv(index=False).encode()), binary=True)
+        atomic_write(out / "features.npz", lambda f: np.savez_compressed(f, **self._arrays()), binary=True)
         return out
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -186,38 +187,8 @@ class _LoadedLinear:
     support_: np.ndarray
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    return repr(x)
-
-
 def _dumps(obj: Any) -> str:
     return json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------- SVM fitting

@@ -9,15 +9,16 @@ from __future__ import annotations
 import copy
 import difflib
 import json
-import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nnboundary._jsonio import atomic_write, write_json  # noqa: F401 - re-exported to the applications
+from nnboundary._jsonio import to_jsonable as _jsonable  # noqa: F401
 import torch
 from torch import nn
 
@@ -217,49 +218,8 @@ def prepare_out_dir(out_dir: str | os.PathLike[str], names: Sequence[str], force
     return path
 
 
-def atomic_write(path: Path, write: Any, binary: bool = False) -> Path:
-    """Call ``write(fh)`` on a temp file next to ``path``, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    return atomic_write(path, lambda fh: fh.write(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n"))
-
-
 def write_csv(path: Path, frame: Any) -> Path:
     return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format="%.6g"))
-
-
-def _jsonable(x: Any) -> Any:
-    """Plain JSON types; NaN/inf -> None, numpy scalars/arrays -> Python."""
-    if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, (np.bool_, bool)):
-        return bool(x)
-    if isinstance(x, (np.integer, int)):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        return float(x) if math.isfinite(float(x)) else None
-    if isinstance(x, Path):
-        return str(x)
-    if x is None or isinstance(x, str):
-        return x
-    return repr(x)
 
 
 jsonable = _jsonable

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 import platform
 import shutil
@@ -44,6 +43,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnboundary._jsonio import to_jsonable as _jsonable  # noqa: F401
+from nnboundary._jsonio import write_json as _write_json
 from nnboundary.experiments import _figures as F
 from nnboundary.experiments._data import RunData, load_run_data
 from nnboundary.experiments._hooks import SnapshotHook, TrackerHook, analysis_view
@@ -534,25 +535,3 @@ def _concat_metrics(run_dir: Path, labels: Sequence[str]) -> None:
     tmp = run_dir / ".metrics.jsonl.tmp"
     tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     os.replace(tmp, run_dir / "metrics.jsonl")
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    return str(x)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(_jsonable(obj), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
