@@ -46,12 +46,12 @@ from torch import Tensor, nn
 
 from nnboundary.experiments.images import (
     ExperimentConfigError,
-    _deep_merge,
     _lookup,
     dead_units_note,
     load_image_data,
     load_trained_model,
     prepare_out_dir,
+    resolve_config,
     run_image_experiment,
     validate_model_section,
     validate_train_section,
@@ -197,16 +197,7 @@ def bias_config(name: str, profile: str = "quick", overrides: dict[str, Any] | N
     ExperimentConfigError
         Unknown profile or invalid configuration.
     """
-    try:
-        base = _lookup(BIAS_EXPERIMENTS, name, profile, "bias")
-    except ValueError as err:
-        raise ExperimentConfigError(str(err)) from None
-    entry = BIAS_EXPERIMENTS[name]
-    cfg = _deep_merge(base, overrides or {})
-    cfg.update(experiment=name, profile=profile, title=entry["title"], source=entry["source"],
-               reference=copy.deepcopy(entry["reference"]))
-    validate_bias_config(cfg)
-    return cfg
+    return resolve_config(BIAS_EXPERIMENTS, name, profile, "bias", overrides, validate_bias_config)
 
 
 def _int_list(value: Any, where: str) -> None:

@@ -308,15 +308,21 @@ def image_config(name: str, profile: str = "quick", overrides: dict[str, Any] | 
     ExperimentConfigError
         Unknown profile, or an invalid configuration (after overrides).
     """
+    return resolve_config(IMAGE_EXPERIMENTS, name, profile, "image", overrides, validate_image_config)
+
+
+def resolve_config(table: dict[str, dict], name: str, profile: str, kind: str,
+                   overrides: dict[str, Any] | None, validate: Any) -> dict[str, Any]:
+    """Merge ``table[name]``'s profile with ``overrides``, stamp name/profile/title/source/reference, validate."""
     try:
-        base = _lookup(IMAGE_EXPERIMENTS, name, profile, "image")
+        base = _lookup(table, name, profile, kind)
     except ValueError as err:
         raise ExperimentConfigError(str(err)) from None
-    entry = IMAGE_EXPERIMENTS[name]
+    entry = table[name]
     cfg = _deep_merge(base, overrides or {})
     cfg.update(experiment=name, profile=profile, title=entry["title"], source=entry["source"],
                reference=copy.deepcopy(entry["reference"]))
-    validate_image_config(cfg)
+    validate(cfg)
     return cfg
 
 
