@@ -170,6 +170,17 @@ def test_regularized_bias_is_augmented_homogeneous_problem():
     assert np.allclose(np.r_[reg.coef_[0], reg.intercept_], homo.coef_[0], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_free_bias_is_translation_invariant_even_for_a_tiny_far_cloud(n_classes):
+    X, y = separable(200, 3, n_classes, seed=4)
+    base = MaxMarginClassifier().fit(X, y)
+    offset = np.array([1e3, -2e3, 5e2])
+    moved = MaxMarginClassifier().fit(1e-3 * X + offset, y)  # like features at the start of training
+    assert np.allclose(moved.coef_ * 1e-3, base.coef_, rtol=1e-6, atol=1e-9 * np.abs(base.coef_).max())
+    assert np.allclose(moved.decision_function(1e-3 * X + offset), base.decision_function(X), atol=1e-5)
+    assert moved.max_violation_ <= moved.tol
+
+
 def test_warm_start_gives_same_solution():
     X, y = separable(500, 10, 3, seed=5)
     cold = MaxMarginClassifier().fit(X, y)

@@ -136,15 +136,19 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
 
     # -- the three problems -------------------------------------------------------------------------------------
     def _fit_binary(self, X, signs, init, what):
-        result, scale = self._solve(X, signs, n_blocks=1, init=init, what=what)
-        return result, scale
+        return self._solve(X, signs, n_blocks=1, init=init, what=what)
 
     def _fit_crammer_singer(self, X, y_idx, init):
         return self._solve(X, y_idx, n_blocks=len(self.classes_), init=init, what="the classes (Crammer–Singer)")
 
     def _solve(self, X, y, *, n_blocks, init, what):
         H = np.c_[X, np.ones(len(X))] if self.bias == "regularized" else X
-        scale = float(np.sqrt((H ** 2).sum(1).mean())) or 1.0  # solve at unit RMS norm, then undo
+        # A free bias absorbs any translation of the features: centre them (features that sit in a tiny cloud far
+        # from the origin, as at the start of training, are otherwise badly conditioned); then solve at unit RMS
+        # norm. Both are undone in _store.
+        shift = H.mean(0) if self.bias == "free" else np.zeros(H.shape[1])
+        H = H - shift
+        scale = float(np.sqrt((H ** 2).sum(1).mean())) or 1.0
         problem = MarginProblem(H / scale, y, n_blocks, free_bias=self.bias == "free")
         n_vars = n_blocks * H.shape[1] + problem.n_bias
         C = None if self.C is None else float(self.C) * scale ** 2  # ½‖W‖² scales by scale² in the solver's units
@@ -159,7 +163,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             warnings.warn(f"No optimality certificate after max_rounds={self.max_rounds} working-set rounds "
                           f"(largest margin violation {result.max_violation:.1e} > tol={self.tol:.0e}); "
                           "increase max_rounds.", ConvergenceWarning, stacklevel=4)
-        return result, (problem, scale)
+        return result, (problem, scale, shift)
 
     def _not_separable(self, what, how):
         return NotSeparableError(
@@ -169,8 +173,11 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
     # -- learned attributes -------------------------------------------------------------------------------------
     def _store(self, X, fits):
         coefs, intercepts, betas, margins, violations, gaps, rounds = [], [], [], [], [], [], []
-        for result, (problem, scale) in fits:
-            W, b = result.W / scale, result.b.copy()
+        for result, (problem, scale, shift) in fits:
+            W = result.W / scale
+            b = result.b - W @ shift  # undo the centring: w·(h − shift) + b' = w·h + (b' − w·shift)
+            if problem.n_blocks > 1 and problem.free_bias:
+                b -= b.mean()  # Crammer–Singer scores are shift-invariant: report Σₖ bₖ = 0
             beta = dual_coefficients(problem, result.alpha) / scale ** 2  # (n, n_blocks), in original units
             if self.bias == "regularized":
                 W, b = W[:, :-1], W[:, -1].copy()
