@@ -125,21 +125,13 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_all(self, X, y_idx, init):
+        """One (result, transform) per QP: the binary problem, K one-vs-rest problems, or Crammer–Singer."""
         if len(self.classes_) == 2:
-            fits = [self._fit_binary(X, np.where(y_idx == 1, 1.0, -1.0), init, what="the two classes")]
-        elif self.multiclass == "ovr":
-            fits = [self._fit_binary(X, np.where(y_idx == k, 1.0, -1.0), init,
-                                     what=f"class {c!r} against the rest") for k, c in enumerate(self.classes_)]
-        else:
-            fits = [self._fit_crammer_singer(X, y_idx, init)]
-        return fits
-
-    # -- the three problems -------------------------------------------------------------------------------------
-    def _fit_binary(self, X, signs, init, what):
-        return self._solve(X, signs, n_blocks=1, init=init, what=what)
-
-    def _fit_crammer_singer(self, X, y_idx, init):
-        return self._solve(X, y_idx, n_blocks=len(self.classes_), init=init, what="the classes (Crammer–Singer)")
+            return [self._solve(X, np.where(y_idx == 1, 1.0, -1.0), n_blocks=1, init=init, what="the two classes")]
+        if self.multiclass == "ovr":
+            return [self._solve(X, np.where(y_idx == k, 1.0, -1.0), n_blocks=1, init=init,
+                                what=f"class {c!r} against the rest") for k, c in enumerate(self.classes_)]
+        return [self._solve(X, y_idx, n_blocks=len(self.classes_), init=init, what="the classes (Crammer–Singer)")]
 
     def _solve(self, X, y, *, n_blocks, init, what):
         H = np.c_[X, np.ones(len(X))] if self.bias == "regularized" else X
