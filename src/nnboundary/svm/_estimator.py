@@ -25,9 +25,9 @@ class NotSeparableError(ValueError):
 class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
     """Exact maximum-margin linear classifier (hard or soft margin, binary, Crammer–Singer or one-vs-rest).
 
-    The QP is solved by Clarabel (interior point) inside a working-set loop that checks every training point,
-    so the result comes with a certificate: ``max_violation_`` (largest margin violation over all points) and
-    ``duality_gap_``.
+    The QP is solved by an interior-point method (a dense BLAS one of our own; Clarabel when that does not
+    converge) inside a working-set loop that checks every training point, so the result comes with a certificate:
+    ``max_violation_`` (largest margin violation over all points) and ``duality_gap_``.
 
     Parameters
     ----------

@@ -1,6 +1,8 @@
-"""One max-margin QP on a subset of constraint units, solved exactly by Clarabel (interior point).
+"""One max-margin QP on a subset of constraint units, solved exactly by an interior-point method.
 
-Variables ``x = [vec(W) (n_blocks·d), b (n_bias), ξ (one per sample of the subset, soft margin only)]``;
+The dense BLAS interior-point method of ``_ipm`` solves it first; when that does not converge (an infeasible subset
+or numerical trouble) Clarabel solves it, and Clarabel's infeasibility certificate is what proves a hard-margin
+subset not separable. For Clarabel, the variables ``x = [vec(W) (n_blocks·d), b (n_bias), ξ (one per sample of the subset, soft margin only)]``;
 Clarabel's form is ``min ½xᵀPx + qᵀx  s.t.  Ax + s = rhs, s ∈ K``. Each unit u gives the row
 ``−gᵤ(x) − ξ_{i(u)} + s = −1`` with s ≥ 0, and its dual variable is the multiplier αᵤ ≥ 0.
 """
@@ -13,6 +15,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
+from nnboundary.svm._ipm import solve_ipm
 from nnboundary.svm._problem import MarginProblem
 
 _INFEASIBLE = {"PrimalInfeasible", "AlmostPrimalInfeasible"}
@@ -29,7 +32,8 @@ class QPSolution:
 
     W : (n_blocks, d); b : (n_blocks,); alpha : (n_units,) multipliers of the units;
     xi_samples / xi : samples of the subset and their slacks (empty for a hard margin);
-    status : Clarabel's status string ("PrimalInfeasible" means no separating (W, b) exists for the subset).
+    status : how it was solved ("Solved (dense IPM)" or Clarabel's status string; "PrimalInfeasible" means no
+    separating (W, b) exists for the subset).
     """
 
     W: np.ndarray
@@ -51,6 +55,22 @@ def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None,
     ``C=None`` is the hard margin; an infeasible subset is returned with ``status`` set, not raised, so the caller
     can turn it into a :class:`~nnboundary.svm.NotSeparableError` with context.
     """
+    solved = solve_ipm(problem, units, C, _accuracy(tol))
+    if solved is None:
+        return solve_clarabel(problem, units, C, tol)
+    X, lam, xi, iterations, qp = solved
+    d, K = problem.n_features, problem.n_blocks
+    b = X[:, d].copy() if problem.free_bias else np.zeros(K)
+    if problem.free_bias and K > 1:
+        b -= b.mean()
+    xi_samples, xi = (qp.samples, np.maximum(xi, 0.0)) if C is not None else (np.empty(0, dtype=np.int64),
+                                                                              np.zeros(0))
+    return QPSolution(np.ascontiguousarray(X[:, :d]), b, np.maximum(lam, 0.0), xi_samples, xi, "Solved (dense IPM)",
+                      iterations)
+
+
+def solve_clarabel(problem: MarginProblem, units: np.ndarray, C: float | None, tol: float) -> QPSolution:
+    """:func:`solve_restricted` by Clarabel's sparse interior-point method (with infeasibility certificates)."""
     d, K = problem.n_features, problem.n_blocks
     n_w, n_b = K * d, problem.n_bias
     G = problem.unit_rows(units)  # (m, n_w + n_b)
@@ -102,10 +122,15 @@ def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None,
     return QPSolution(W, b, alpha, xi_samples, xi, status, sol.iterations)
 
 
+def _accuracy(tol: float) -> float:
+    """Residual and gap accuracy asked of the interior-point methods: two digits beyond ``tol``."""
+    return float(np.clip(tol * 1e-2, 1e-12, 1e-8))
+
+
 def _settings(tol: float) -> clarabel.DefaultSettings:
     settings = clarabel.DefaultSettings()
     settings.verbose = False
-    accuracy = float(np.clip(tol * 1e-2, 1e-12, 1e-8))
+    accuracy = _accuracy(tol)
     settings.tol_gap_abs = accuracy
     settings.tol_gap_rel = accuracy
     settings.tol_feas = accuracy

@@ -136,7 +136,7 @@ def _result(problem: MarginProblem, qp, S: np.ndarray, C: float | None, rounds: 
 def _dual_objective(problem: MarginProblem, alpha: np.ndarray) -> float:
     """Lagrange dual value Σα − ½‖Σᵤ αᵤ ∂gᵤ/∂W‖² of the multipliers (zero-extended to every unit).
 
-    With a free bias, dual feasibility also needs Σᵤ αᵤ ∂gᵤ/∂b = 0; Clarabel meets it to its own accuracy.
+    With a free bias, dual feasibility also needs Σᵤ αᵤ ∂gᵤ/∂b = 0; the QP solver meets it to its own accuracy.
     """
     coef = dual_coefficients(problem, alpha)  # (n, n_blocks)
     V = coef.T @ problem.H  # (n_blocks, d)

@@ -1,0 +1,294 @@
+"""A dense primal–dual interior-point method for the restricted max-margin QP, built on BLAS.
+
+The restricted QP of ``_problem`` (variables ``X`` = per-block ``[wₚ, bₚ]``, one slack ξᵢ per sample if soft)
+
+    minimise ½ Σₚ ‖wₚ‖² (+ C Σᵢ ξᵢ)   s.t.   gᵤ(X) + ξ_{i(u)} ≥ 1,  ξ ≥ 0
+
+has few variables (K·(d+1) ≤ a few thousand) and many constraints whose rows are dense in the features. A
+generic sparse solver (Clarabel's LDL) factors a KKT system with one dense row per constraint and no BLAS; here
+the Newton system is reduced to the *normal matrix* on the variables,
+
+    N = P + Σᵢ Mᵢ ⊗ ĥᵢĥᵢᵀ,     Mᵢ = Σ_{u∈i} Dᵤ cᵤcᵤᵀ − vᵢvᵢᵀ / (Σ_{u∈i} Dᵤ + νᵢ/ξᵢ)   (vᵢ = Σ_{u∈i} Dᵤcᵤ),
+
+where ĥᵢ are the (bias-augmented) features, cᵤ ∈ Rᴷ the unit's class coefficients (binary: yᵢ; Crammer–Singer:
+e_{yᵢ} − e_k), Dᵤ = λᵤ/sᵤ the barrier weights, and the second term of Mᵢ eliminates the slack of a soft margin.
+Each block of N is one weighted matrix product over the samples that touch it, and N is factored by a dense
+Cholesky: a Mehrotra predictor–corrector iteration then costs O(m·d² + (K·d)³) flops at BLAS speed.
+
+The method is infeasible-start and has no infeasibility detection: when it does not converge (a subset with no
+separating hyperplane, or numerical trouble) it says so by returning ``None``, and the caller falls back to
+Clarabel, whose homogeneous embedding certifies infeasibility.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import scipy.linalg
+
+from nnboundary.svm._problem import MarginProblem
+
+_MAX_ITER = 80
+_STEP_TO_BOUNDARY = 0.99
+_REFINEMENT_STEPS = 2
+
+
+class RestrictedQP:
+    """The QP restricted to a set of units, in per-sample form.
+
+    Attributes: ``samples`` (m_s,) the samples the units belong to; ``Hs`` (m_s, d̂) their features with a
+    constant column appended when the bias is free; ``us`` (m,) each unit's row in ``Hs``; ``pos`` / ``neg`` (m,)
+    the blocks with coefficient +1 / −1 in the unit's margin (binary: ``pos`` = 0, ``sign`` = yᵢ, no ``neg``).
+    """
+
+    def __init__(self, problem: MarginProblem, units: np.ndarray, C: float | None):
+        self.K, self.C = problem.n_blocks, C
+        self.samples, self.us = np.unique(problem.unit_samples(units), return_inverse=True)
+        H = problem.H[self.samples]
+        self.free_bias = problem.free_bias
+        self.Hs = np.c_[H, np.ones(len(H))] if problem.free_bias else np.ascontiguousarray(H)
+        self.m, self.m_s, self.dh = len(units), len(self.samples), self.Hs.shape[1]
+        y = problem.y[self.samples[self.us]]
+        if self.K == 1:
+            self.sign = y.astype(float)
+        else:
+            self.pos, self.neg = y.astype(np.int64), (units % problem.units_per_sample).astype(np.int64)
+        regularized = np.ones(self.dh)
+        if problem.free_bias:
+            regularized[-1] = 0.0
+        self.P = np.tile(regularized, self.K)  # diagonal of the quadratic term, (K·d̂,)
+
+    # -- the constraint operator A (rows ∂gᵤ/∂X) and its adjoint ------------------------------------------------
+    def margins(self, X: np.ndarray) -> np.ndarray:
+        """gᵤ(X) for every unit, shape (m,); X has shape (K, d̂)."""
+        scores = self.Hs @ X.T  # (m_s, K)
+        if self.K == 1:
+            return self.sign * scores[self.us, 0]
+        return scores[self.us, self.pos] - scores[self.us, self.neg]
+
+    def coefficient_table(self, w: np.ndarray) -> np.ndarray:
+        """Σ_{u∈i} wᵤ cᵤ per sample, shape (m_s, K)."""
+        if self.K == 1:
+            return np.bincount(self.us, self.sign * w, minlength=self.m_s)[:, None]
+        size = self.m_s * self.K
+        return (np.bincount(self.us * self.K + self.pos, w, minlength=size)
+                - np.bincount(self.us * self.K + self.neg, w, minlength=size)).reshape(self.m_s, self.K)
+
+    def adjoint(self, table: np.ndarray) -> np.ndarray:
+        """Aᵀw from a coefficient table (m_s, K): shape (K, d̂)."""
+        return table.T @ self.Hs
+
+    def per_sample(self, w: np.ndarray) -> np.ndarray:
+        """Σ_{u∈i} wᵤ, shape (m_s,)."""
+        return np.bincount(self.us, w, minlength=self.m_s)
+
+    # -- the normal matrix -----------------------------------------------------------------------------------------
+    def normal_matrix(self, D: np.ndarray, v: np.ndarray | None, D_xi: np.ndarray | None) -> np.ndarray:
+        """N = P + Σᵢ Mᵢ ⊗ ĥᵢĥᵢᵀ (see the module docstring), shape (K·d̂, K·d̂)."""
+        K, dh = self.K, self.dh
+        if K == 1:
+            M = self.per_sample(D)
+            if v is not None:  # Dᵢ − Dᵢ²/(Dᵢ + νᵢ/ξᵢ), written without the cancellation
+                M = M * (D_xi - M) / D_xi
+            N = self.Hs.T @ (M[:, None] * self.Hs)
+        else:
+            flat = self.us * K * K
+            M = (np.bincount(flat + self.pos * (K + 1), D, minlength=self.m_s * K * K)
+                 + np.bincount(flat + self.neg * (K + 1), D, minlength=self.m_s * K * K)
+                 - np.bincount(flat + self.pos * K + self.neg, D, minlength=self.m_s * K * K)
+                 - np.bincount(flat + self.neg * K + self.pos, D, minlength=self.m_s * K * K)
+                 ).reshape(self.m_s, K, K)
+            if v is not None:
+                M -= v[:, :, None] * v[:, None, :] / D_xi[:, None, None]
+            N = np.empty((K * dh, K * dh))
+            for p in range(K):
+                for q in range(p, K):
+                    weights = M[:, p, q]
+                    rows = np.flatnonzero(weights)
+                    Hr = self.Hs[rows]
+                    block = Hr.T @ (weights[rows, None] * Hr)
+                    N[p * dh:(p + 1) * dh, q * dh:(q + 1) * dh] = block
+                    N[q * dh:(q + 1) * dh, p * dh:(p + 1) * dh] = block.T
+            if self.free_bias:  # scores are shift-invariant: fix the direction Σₚ bₚ (N is singular along it)
+                bias = np.arange(K) * dh + dh - 1
+                N[np.ix_(bias, bias)] += 1.0
+        N[np.diag_indices_from(N)] += self.P
+        return N
+
+
+@dataclass(frozen=True)
+class _Point:
+    """An iterate, or a direction: X (K, d̂); unit slacks s and multipliers λ (m,); sample slacks ξ and their
+    multipliers ν (m_s,), None for a hard margin."""
+
+    X: np.ndarray
+    s: np.ndarray
+    lam: np.ndarray
+    xi: np.ndarray | None = None
+    nu: np.ndarray | None = None
+
+    def values(self) -> tuple:
+        return tuple(getattr(self, f.name) for f in fields(self))
+
+    def moved(self, direction: "_Point", alpha: float) -> "_Point":
+        return _Point(*(None if a is None else a + alpha * b for a, b in zip(self.values(), direction.values())))
+
+    def complementarity(self) -> float:
+        """sᵀλ (+ ξᵀν): zero exactly at the optimum of a feasible point."""
+        return float(self.s @ self.lam) + (float(self.xi @ self.nu) if self.xi is not None else 0.0)
+
+    def max_step(self, direction: "_Point") -> float:
+        """Largest α keeping s, λ (and ξ, ν) non-negative along the direction (inf if none decreases)."""
+        alpha = np.inf
+        for value, step in zip(self.values()[1:], direction.values()[1:]):
+            if value is not None and (step < 0).any():
+                alpha = min(alpha, float((-value[step < 0] / step[step < 0]).min()))
+        return alpha
+
+
+@dataclass(frozen=True)
+class _Residuals:
+    """Right-hand side of the Newton system: stationarity in X (K, d̂) and ξ (m_s,), primal feasibility of the
+    units (m,), and the complementarity targets of s∘λ (m,) and ξ∘ν (m_s,)."""
+
+    x: np.ndarray
+    xi: np.ndarray | None
+    s: np.ndarray
+    c: np.ndarray
+    c_xi: np.ndarray | None
+
+
+class _NewtonSystem:
+    """The Newton system at one iterate: the normal matrix is built and factored once, then solved for the
+    predictor and the corrector right-hand sides (see the module docstring for the elimination)."""
+
+    def __init__(self, qp: RestrictedQP, point: _Point):
+        self.qp, self.point = qp, point
+        self.D = point.lam / point.s
+        self.soft = point.xi is not None
+        self.v = qp.coefficient_table(self.D) if self.soft else None
+        self.D_xi = qp.per_sample(self.D) + point.nu / point.xi if self.soft else None
+        self.solve_normal = _normal_solver(qp.normal_matrix(self.D, self.v, self.D_xi))
+
+    def solve(self, r: _Residuals) -> _Point:
+        """The exact elimination; only the normal-matrix solve is inexact."""
+        qp, pt, D = self.qp, self.point, self.D
+        rho = -r.s + r.c / pt.lam
+        table = qp.coefficient_table(D * rho)
+        if self.soft:
+            rho_xi = -r.xi + qp.per_sample(D * rho) + r.c_xi / pt.xi
+            table = table - self.v * (rho_xi / self.D_xi)[:, None]
+        dX = self.solve_normal((-r.x + qp.adjoint(table)).ravel()).reshape(qp.K, qp.dh)
+        A_dX = qp.margins(dX)
+        d_xi = d_nu = None
+        if self.soft:
+            d_xi = (rho_xi - qp.per_sample(D * A_dX)) / self.D_xi
+            A_dX = A_dX + d_xi[qp.us]
+            d_nu = (r.c_xi - pt.nu * d_xi) / pt.xi
+        d_lam = D * (rho - A_dX)
+        return _Point(dX, (r.c - pt.s * d_lam) / pt.lam, d_lam, d_xi, d_nu)
+
+    def refined_solve(self, r: _Residuals) -> _Point:
+        """``solve`` plus iterative refinement.
+
+        Only the stationarity rows (in X and ξ) carry the error of the normal-matrix solve; their residuals are
+        solved for again with the same factor, which keeps the dual residual falling when N is ill-conditioned
+        near the optimum (features of tiny variance, rank-deficient features).
+        """
+        qp = self.qp
+        step = self.solve(r)
+        zero_m, zero_s = np.zeros(qp.m), (np.zeros(qp.m_s) if self.soft else None)
+        for _ in range(_REFINEMENT_STEPS):
+            e_x = step.X * qp.P.reshape(qp.K, qp.dh) - qp.adjoint(qp.coefficient_table(step.lam)) + r.x
+            e_xi = -qp.per_sample(step.lam) - step.nu + r.xi if self.soft else None
+            step = step.moved(self.solve(_Residuals(e_x, e_xi, zero_m, zero_m, zero_s)), 1.0)
+        return step
+
+
+def solve_ipm(problem: MarginProblem, units: np.ndarray, C: float | None, accuracy: float):
+    """Solve the restricted QP by Mehrotra's predictor–corrector method.
+
+    Returns ``(X (K, d̂), λ (m,), ξ (m_s,) or None, iterations, qp)``, or None when it does not converge.
+    ``accuracy`` bounds the margins' residual, and the dual residual and duality gap relative to the objective.
+    """
+    qp = RestrictedQP(problem, units, C)
+    point = _starting_point(qp, C)
+    n_pairs = qp.m + (qp.m_s if C is not None else 0)
+    for iteration in range(1, _MAX_ITER + 1):
+        r, scale, converged = _residuals(qp, point, C, accuracy)
+        if converged:
+            return point.X, point.lam, point.xi, iteration, qp
+        if point.complementarity() <= accuracy ** 2 * scale:
+            return None  # complementarity far past the target and the residuals stuck: N too ill-conditioned
+        system = _NewtonSystem(qp, point)
+        if system.solve_normal is None:
+            return None
+        affine = system.refined_solve(r)
+        alpha = min(1.0, point.max_step(affine))
+        mu = point.complementarity() / n_pairs
+        sigma_mu = (point.moved(affine, alpha).complementarity() / n_pairs / mu) ** 3 * mu
+        corrected = _Residuals(r.x, r.xi, r.s, -point.s * point.lam - affine.s * affine.lam + sigma_mu,
+                               None if C is None else -point.xi * point.nu - affine.xi * affine.nu + sigma_mu)
+        direction = system.refined_solve(corrected)
+        alpha = min(1.0, _STEP_TO_BOUNDARY * point.max_step(direction))
+        if alpha < 1e-10:
+            return None
+        point = point.moved(direction, alpha)
+    return None
+
+
+def _starting_point(qp: RestrictedQP, C: float | None) -> _Point:
+    """X = 0 and unit slacks and multipliers of 1; a soft margin starts dual feasible in ξ (Σ_{u∈i} λᵤ + νᵢ = C),
+    since a large C otherwise makes a first residual that only tiny steps can follow."""
+    X, ones = np.zeros((qp.K, qp.dh)), np.ones(qp.m)
+    if C is None:
+        return _Point(X, ones, ones.copy())
+    share = C / (qp.per_sample(ones) + 1.0)
+    return _Point(X, ones, share[qp.us], np.ones(qp.m_s), share)
+
+
+def _residuals(qp: RestrictedQP, point: _Point, C: float | None, accuracy: float):
+    """(Newton right-hand side for the affine step, objective scale, whether the point is optimal to accuracy)."""
+    soft = C is not None
+    PX = point.X * qp.P.reshape(qp.K, qp.dh)
+    r_x = PX - qp.adjoint(qp.coefficient_table(point.lam))
+    r_s = qp.margins(point.X) + (point.xi[qp.us] if soft else 0.0) - 1.0 - point.s
+    r_xi = C - qp.per_sample(point.lam) - point.nu if soft else None
+    quadratic = float((PX * point.X).sum())
+    primal = 0.5 * quadratic + (C * float(point.xi.sum()) if soft else 0.0)
+    dual = float(point.lam.sum()) - 0.5 * quadratic
+    scale = max(1.0, abs(primal))
+    dual_residual = max(np.abs(r_x).max(), np.abs(r_xi).max() if soft else 0.0)
+    converged = (np.abs(r_s).max() <= accuracy and dual_residual <= accuracy * scale
+                 and abs(primal - dual) <= accuracy * scale and point.complementarity() <= accuracy * scale)
+    residuals = _Residuals(r_x, r_xi, r_s, -point.s * point.lam, -point.xi * point.nu if soft else None)
+    return residuals, scale, converged
+
+
+def _normal_solver(N: np.ndarray):
+    """A function solving N Δ = r, or None when N cannot be factored even with regularisation.
+
+    Near the optimum N mixes barrier weights from ~0 to ~1e12 and can lose definiteness in floating point (free
+    bias directions of bounded slacks, features of tiny variance). Then N + δI is factored instead, δ a tiny
+    fraction of N's largest diagonal entry; the caller's iterative refinement removes the error this makes.
+    """
+    def factor(M):
+        try:
+            c = scipy.linalg.cho_factor(M, lower=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            return None
+        return c if np.isfinite(c[0]).all() else None
+
+    exact = factor(N)
+    if exact is not None:
+        return lambda r: scipy.linalg.cho_solve(exact, r, check_finite=False)
+    diagonal = np.diag(N).copy()
+    for relative in (1e-14, 1e-12, 1e-10):
+        N[np.diag_indices_from(N)] = diagonal + relative * max(diagonal.max(), 1.0)
+        regularized = factor(N)
+        if regularized is not None:
+            break
+    else:
+        return None
+    return lambda r: scipy.linalg.cho_solve(regularized, r, check_finite=False)
