@@ -120,6 +120,28 @@ def test_shifted_head_bias_offset_is_minus_delta_over_alpha():
     assert s["margin_ratio"] == pytest.approx(0.7, abs=1e-5)  # the nearer support plane moved 0.3 margins in
 
 
+class _OneTiedSupportVector(MaxMarginClassifier):
+    """The same SVM, reporting only one of several tied support vectors of class 1 (as another solver might)."""
+
+    def fit(self, X, y, **kwargs):
+        super().fit(X, y, **kwargs)
+        tied = self.support_[np.asarray(y)[self.support_] == 1]
+        self.support_ = np.setdiff1d(self.support_, tied[1:])
+        return self
+
+
+def test_bias_offset_does_not_depend_on_which_tied_points_are_support_vectors():
+    rng = np.random.default_rng(0)
+    H = np.r_[rng.normal(size=(30, 2)) + [4.0, 0.0], np.tile([0.0, 0.0], (10, 1)), [[0.5, 3.0], [0.5, -3.0]]]
+    y = np.r_[np.zeros(30), np.ones(12)].astype(int)  # class 1: ten copies of the origin and two far points
+    W, b = np.array([[-1.0, 0.5], [1.0, -0.5]]), np.array([0.3, -0.3])  # a head not parallel to the SVM
+    full = analyze_features(H, y, W, b, svm=MaxMarginClassifier(), svm_regularized=False)
+    one = analyze_features(H, y, W, b, svm=_OneTiedSupportVector(), svm_regularized=False)
+    assert len(one.svm.support_) < len(full.svm.support_)
+    assert one.summary["bias_offset"] == pytest.approx(full.summary["bias_offset"], abs=1e-12)
+    assert abs(full.summary["bias_offset"]) > 0.01
+
+
 def test_head_at_regularized_svm_has_zero_regularized_offset():
     body = _body(seed=4)
     X, y, H = _separable(body, seed=4)

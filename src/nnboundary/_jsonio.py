@@ -13,14 +13,14 @@ from typing import Any, Callable
 import numpy as np
 
 
-def to_jsonable(x: Any) -> Any:
-    """Plain JSON types: NaN/inf -> None, numpy scalars/arrays -> Python, paths -> str, other objects -> repr."""
+def to_jsonable(x: Any, default: Callable[[Any], Any] = repr) -> Any:
+    """Plain JSON types: NaN/inf -> None, numpy scalars/arrays -> Python, paths -> str, other objects -> ``default``."""
     if isinstance(x, Mapping):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
+        return {str(k): to_jsonable(v, default) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
+        return [to_jsonable(v, default) for v in x]
     if isinstance(x, np.ndarray):
-        return to_jsonable(x.tolist())
+        return to_jsonable(x.tolist(), default)
     if isinstance(x, (np.bool_, bool)):
         return bool(x)
     if isinstance(x, (np.integer, int)):
@@ -31,7 +31,7 @@ def to_jsonable(x: Any) -> Any:
         return str(x)
     if x is None or isinstance(x, str):
         return x
-    return repr(x)
+    return default(x)
 
 
 def atomic_write(path: Path, write: Callable[[Any], Any], binary: bool = False) -> Path:

@@ -490,7 +490,7 @@ def analyze_features(
     s["nn_margin"], s["svm_margin"] = nn_margin, svm_margin
     s["margin_ratio"] = M.margin_ratio(nn_margin, svm_margin)
 
-    details = _details(H, y, W, b, V, c, support, est_reg)
+    details = _details(H, y, W, b, V, c, est_reg)
     offsets = _aggregate_offsets(details[details["scope"] == "pair"], K)
     s.update(offsets)
     for col, val in offsets.items():  # the overall row carries the summary's aggregate
@@ -568,25 +568,35 @@ def _version() -> str:
         return "unknown"
 
 
-def _pair_anchor(H: np.ndarray, y: np.ndarray, support: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
-    """Where to measure the offset of pair (j, k): mean of its support vectors, else of its points."""
+def _pair_margins(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray,
+                  pair: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(indices of the points of classes j and k, their functional margins under the SVM's j-vs-k rule)."""
+    Vs, cs = M.class_scores(V, c)
     j, k = pair
-    sv = support[np.isin(y[support], pair)]
-    pts = H[sv] if sv.size else H[(y == j) | (y == k)]
-    return pts.mean(axis=0)
+    idx = np.flatnonzero((y == j) | (y == k))
+    d = H[idx] @ (Vs[k] - Vs[j]) + cs[k] - cs[j]
+    return idx, np.where(y[idx] == k, d, -d)
+
+
+def _pair_anchor(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
+    """Where to measure the offset of pair (j, k): the mean of the points on the SVM's j-vs-k margin.
+
+    Those points are fixed by the SVM's (unique) hyperplanes; its support set is not when points tie (e.g. a class
+    collapsed to one point), so an anchor built from ``support_`` would depend on the solver. A pair with no point
+    on its margin (an inactive Crammer–Singer pair) is anchored at the mean of its points.
+    """
+    idx, g = _pair_margins(H, y, V, c, pair)
+    on_margin = idx[g <= 1 + _ACTIVE_TOL]
+    return H[on_margin if on_margin.size else idx].mean(axis=0)
 
 
 def _pair_active(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pair: tuple[int, int]) -> bool:
     """Does some point of class j (k) meet the SVM's j-vs-k (k-vs-j) constraint with equality?"""
-    Vs, cs = M.class_scores(V, c)
-    j, k = pair
-    d = H @ (Vs[k] - Vs[j]) + cs[k] - cs[j]  # (N,)
-    sel = (y == j) | (y == k)
-    g = np.where(y[sel] == k, d[sel], -d[sel])
+    _, g = _pair_margins(H, y, V, c, pair)
     return bool(g.size and g.min() <= 1 + _ACTIVE_TOL)
 
 
-def _details(H, y, W, b, V, c, support, est_reg) -> pd.DataFrame:
+def _details(H, y, W, b, V, c, est_reg) -> pd.DataFrame:
     K = max(2, W.shape[0])
     Vr = cr = None
     if est_reg is not None:
@@ -601,7 +611,7 @@ def _details(H, y, W, b, V, c, support, est_reg) -> pd.DataFrame:
             rows.append({"scope": "class", "classes": str(k), "cosine": cos,
                          "angle_deg": float(np.degrees(np.arccos(cos)))})
     for pair, cos in zip(M.class_pairs(K), M.pair_cosines(W, V)):
-        a = _pair_anchor(H, y, support, pair)
+        a = _pair_anchor(H, y, V, c, pair)
         mn, ms = M.pair_margin(H, y, W, b, pair), M.pair_margin(H, y, V, c, pair)
         rows.append({
             "scope": "pair", "classes": f"{pair[0]}-{pair[1]}", "cosine": cos,

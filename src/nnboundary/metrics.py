@@ -271,7 +271,7 @@ def boundary_shift(w: np.ndarray, beta: float, v: np.ndarray, c: float, anchor: 
         t = −(w·p₀ + β) / (w·n)
 
     If the directions agree (w ∥ v) t does not depend on the anchor; otherwise the boundaries
-    cross and t is measured where the data is (the analysis uses the mean of the support vectors).
+    cross and t is measured where the data is (the analysis uses the mean of the points on the SVM margin).
 
     Parameters
     ----------

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import copy
 import difflib
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +23,9 @@ from torch import nn
 
 from nnboundary.data import load_real, make_simulated, train_test_split
 from nnboundary.models import build_model
+
+if TYPE_CHECKING:
+    from nnboundary.svm import MaxMarginClassifier
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 _FLAT_MODELS = ("mlp",)

@@ -76,7 +76,6 @@ from nnboundary.applications._common import (
     write_csv,
     write_json,
 )
-from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import Trainer
 
 __all__ = [

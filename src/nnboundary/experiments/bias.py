@@ -46,10 +46,10 @@ from torch import Tensor, nn
 
 from nnboundary.experiments.images import (
     ExperimentConfigError,
-    _lookup,
     dead_units_note,
     load_image_data,
     load_trained_model,
+    lookup_profile,
     prepare_out_dir,
     resolve_config,
     run_image_experiment,
@@ -212,7 +212,7 @@ def _validate_network(net: Any) -> None:
     if "image_experiment" in net:
         if set(net) - {"image_experiment", "profile"}:
             raise ExperimentConfigError(f"network with image_experiment takes only 'profile'; got {sorted(net)}.")
-        _lookup(IMAGE_EXPERIMENTS, net["image_experiment"], net.get("profile", "quick"), "image")
+        lookup_profile(IMAGE_EXPERIMENTS, net["image_experiment"], net.get("profile", "quick"), "image")
         return
     from nnboundary.data import SIMULATED
 

@@ -72,6 +72,8 @@ __all__ = [
     "dead_units_note",
     "image_report",
     "compare_with_svm",
+    "lookup_profile",
+    "resolve_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -275,7 +277,8 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _lookup(registry: dict[str, dict[str, Any]], name: str, profile: str, kind: str) -> dict[str, Any]:
+def lookup_profile(registry: dict[str, dict[str, Any]], name: str, profile: str, kind: str) -> dict[str, Any]:
+    """The unresolved settings of ``registry[name]``'s ``profile``; KeyError / ValueError name what exists."""
     if name not in registry:
         raise KeyError(f"Unknown {kind} experiment {name!r}; available: {sorted(registry)}.")
     profiles = registry[name]["profiles"]
@@ -315,7 +318,7 @@ def resolve_config(table: dict[str, dict], name: str, profile: str, kind: str,
                    overrides: dict[str, Any] | None, validate: Any) -> dict[str, Any]:
     """Merge ``table[name]``'s profile with ``overrides``, stamp name/profile/title/source/reference, validate."""
     try:
-        base = _lookup(table, name, profile, kind)
+        base = lookup_profile(table, name, profile, kind)
     except ValueError as err:
         raise ExperimentConfigError(str(err)) from None
     entry = table[name]

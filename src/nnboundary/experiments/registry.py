@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from nnboundary._jsonio import to_jsonable
 
 __all__ = [
     "PLOTS",
@@ -182,7 +183,7 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (tuples become lists)."""
-        return _jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     # -- validation ----------------------------------------------------------------------------
     def validate(self) -> ExperimentConfig:
@@ -274,9 +275,9 @@ def _unknown(what: str, name: str, available: Sequence[str]) -> str:
 
 
 def _check_model_kwargs(model: str, kwargs: Mapping[str, Any]) -> None:
-    from nnboundary.models import _MODELS  # type: ignore[attr-defined]  # the model registry's constructors
+    from nnboundary.models import model_parameters
 
-    params = inspect.signature(_MODELS[model]).parameters
+    params = model_parameters(model)
     reserved = {"in_features", "n_classes", "seed"} & set(kwargs)
     if reserved:
         raise ValueError(f"model_kwargs must not set {sorted(reserved)}: the runner derives them from the "
@@ -311,14 +312,6 @@ def _merge_overrides(first: Mapping[str, Any], second: Mapping[str, Any]) -> dic
     for key, value in second.items():
         out[key] = {**out.get(key, {}), **value} if key in _DICT_FIELDS else value
     return out
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
 
 
 # ---------------------------------------------------------------------------------------------- registry

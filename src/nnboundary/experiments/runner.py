@@ -319,11 +319,9 @@ def _finalize(partial: Path, out: Path, *, force: bool) -> None:
 
 # ------------------------------------------------------------------------------------------------ one run
 def _build_model(cfg: ExperimentConfig, data: RunData) -> torch.nn.Module:
-    import inspect
+    from nnboundary.models import build_model, model_parameters
 
-    from nnboundary.models import _MODELS, build_model  # type: ignore[attr-defined]
-
-    params = inspect.signature(_MODELS[cfg.model]).parameters
+    params = model_parameters(cfg.model)
     kwargs: dict[str, Any] = dict(cfg.model_kwargs)
     if "in_features" in params:
         kwargs["in_features"] = data.in_features

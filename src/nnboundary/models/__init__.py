@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from torch import nn
 
@@ -56,6 +56,7 @@ __all__ = [
     "dead_units",
     "list_models",
     "make_activation",
+    "model_parameters",
     "register_model",
 ]
 
@@ -91,6 +92,15 @@ def list_models() -> list[str]:
     return sorted(_MODELS)
 
 
+def model_parameters(name: str) -> Mapping[str, inspect.Parameter]:
+    """The constructor parameters of the model registered as ``name`` (what ``build_model`` accepts)."""
+    if name not in _MODELS:
+        close = difflib.get_close_matches(str(name), _MODELS, n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}.{hint} Available: {list_models()}.")
+    return inspect.signature(_MODELS[name]).parameters
+
+
 def build_model(name: str, **kwargs: object) -> nn.Module:
     """Build the model registered as ``name`` with constructor keyword arguments ``kwargs``.
 
@@ -114,10 +124,7 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
         A keyword the constructor does not accept, or a missing required one; the accepted
         keywords are listed.
     """
-    if name not in _MODELS:
-        close = difflib.get_close_matches(str(name), _MODELS, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"Unknown model {name!r}.{hint} Available: {list_models()}.")
+    model_parameters(name)  # a clear error for an unknown name
     factory = _MODELS[name]
     signature = inspect.signature(factory)
     try:

@@ -116,10 +116,9 @@ class BodyHeadClassifier(nn.Module):
     (``nn.Linear(D, K)``, the last module applied) and implement :meth:`reset_parameters`.
 
     Shape: x (N, *) -> features (N, D), D = ``head.in_features`` -> logits (N, K), K = ``head.out_features``
-    """
 
-    body: nn.Module
-    head: nn.Linear
+    (No class-level annotations of ``body`` / ``head``: TorchScript reads them and cannot type ``nn.Module``.)
+    """
 
     def features(self, x: Tensor) -> Tensor:
         """The transformed space: exactly the input of :attr:`head`. Shape (N, *) -> (N, D)."""

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._separability import is_separable
-from nnboundary.svm._working_set import WorkingSetResult, dual_coefficients, solve_working_set
+from nnboundary.svm._working_set import dual_coefficients, solve_working_set
 
 
 class NotSeparableError(ValueError):

@@ -46,6 +46,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import default_collate
 
+from nnboundary._jsonio import to_jsonable
+
 from .checkpoint import (CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
                          load_checkpoint, save_checkpoint, CHECKPOINT_FORMAT)
 from .losses import make_loss
@@ -553,15 +555,8 @@ def _schedule_repr(spec: ScheduleSpec) -> Any:
     return sorted(int(s) for s in spec)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
+def _describe_setting(value: Any) -> str:
+    """How a non-JSON setting is recorded: functions and classes by name, anything else by repr."""
     return _describe(value) if callable(value) else repr(value)
 
 
@@ -731,7 +726,7 @@ class Trainer:
 
     def _settings(self, steps: int, data_info: dict[str, Any], head_name: str | None,
                   device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
-        return _jsonable({
+        return to_jsonable({
             "loss": _describe(self.loss), "loss_kwargs": self.loss_kwargs or {},
             "optimizer": _describe(self.optimizer), "optimizer_kwargs": self.optimizer_kwargs or {},
             "lr": float(self.lr), "steps": steps, "batch_size": self.batch_size, "drop_last": self.drop_last,
@@ -740,7 +735,7 @@ class Trainer:
             "reinit_head": self.reinit_head if isinstance(self.reinit_head, bool) else _describe(self.reinit_head),
             "checkpoint_schedule": _schedule_repr(self.checkpoint_schedule),
             **data_info,
-        })
+        }, default=_describe_setting)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def _prepare_checkpoint_dir(self) -> Path | None:
