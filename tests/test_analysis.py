@@ -140,6 +140,8 @@ def test_bias_offset_does_not_depend_on_which_tied_points_are_support_vectors():
     assert len(one.svm.support_) < len(full.svm.support_)
     assert one.summary["bias_offset"] == pytest.approx(full.summary["bias_offset"], abs=1e-12)
     assert abs(full.summary["bias_offset"]) > 0.01
+    once = analyze_features(np.r_[H[:30], H[39:]], np.r_[y[:30], y[39:]], W, b, svm_regularized=False)
+    assert once.summary["bias_offset"] == pytest.approx(full.summary["bias_offset"], abs=1e-9)  # repeats count once
 
 
 def test_head_at_regularized_svm_has_zero_regularized_offset():

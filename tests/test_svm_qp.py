@@ -39,24 +39,27 @@ def test_dense_ipm_matches_clarabel(n_classes, bias, C):
         assert np.allclose(ours.xi, ref.xi, atol=1e-6)
 
 
-def test_normal_matrix_is_the_reduced_newton_matrix():
-    """N = P + Aᵀ D A − (AᵀDE) D_ξ⁻¹ (EᵀDA), built from explicit dense A and E on a small CS problem."""
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("soft", [False, True])
+def test_normal_matrix_is_the_reduced_newton_matrix(n_classes, soft):
+    """N = P + Aᵀ D A − (AᵀDE) D_ξ⁻¹ (EᵀDA), built from explicit dense A and E."""
     rng = np.random.default_rng(0)
-    X, y = separable(12, 3, 3, seed=1)
-    problem, units = problem_of(X, y, 3, "free")
-    qp = RestrictedQP(problem, units, C=1.0)
+    X, y = separable(12, 3, n_classes, seed=1)
+    problem, units = problem_of(X, y, n_classes, "free")
+    qp = RestrictedQP(problem, units)
     n_vars = qp.K * qp.dh
     A = np.stack([qp.margins(e.reshape(qp.K, qp.dh)) for e in np.eye(n_vars)], axis=1)  # (m, n_vars)
     E = np.zeros((qp.m, qp.m_s))
     E[np.arange(qp.m), qp.us] = 1.0
     D, r = rng.uniform(0.1, 2.0, qp.m), rng.uniform(0.1, 2.0, qp.m_s)
-    D_xi = E.T @ D + r
-    v = qp.coefficient_table(D)
-    N = qp.normal_matrix(D, v, D_xi)
-    ADE = A.T @ (D[:, None] * E)
-    expected = np.diag(qp.P) + A.T @ (D[:, None] * A) - ADE @ (ADE.T / D_xi[:, None])
-    bias = np.arange(qp.K) * qp.dh + qp.dh - 1
-    expected[np.ix_(bias, bias)] += 1.0  # the fixed direction Σₚ bₚ
+    N = qp.normal_matrix(D, r if soft else None)
+    expected = np.diag(qp.P) + A.T @ (D[:, None] * A)
+    if soft:
+        ADE = A.T @ (D[:, None] * E)
+        expected -= ADE @ (ADE.T / (E.T @ D + r)[:, None])
+    if n_classes > 2:
+        bias = np.arange(qp.K) * qp.dh + qp.dh - 1
+        expected[np.ix_(bias, bias)] += 1.0  # the fixed direction Σₚ bₚ
     assert np.allclose(N, expected, atol=1e-10 * np.abs(expected).max())
 
 

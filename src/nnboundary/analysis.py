@@ -579,15 +579,16 @@ def _pair_margins(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray,
 
 
 def _pair_anchor(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pair: tuple[int, int]) -> np.ndarray:
-    """Where to measure the offset of pair (j, k): the mean of the points on the SVM's j-vs-k margin.
+    """Where to measure the offset of pair (j, k): the mean of the distinct points on the SVM's j-vs-k margin.
 
     Those points are fixed by the SVM's (unique) hyperplanes; its support set is not when points tie (e.g. a class
-    collapsed to one point), so an anchor built from ``support_`` would depend on the solver. A pair with no point
-    on its margin (an inactive Crammer–Singer pair) is anchored at the mean of its points.
+    collapsed to one point), so an anchor built from ``support_`` would depend on the solver. Repeated points count
+    once, as they do for the SVM. A pair with no point on its margin (an inactive Crammer–Singer pair) is anchored
+    at the mean of its points.
     """
     idx, g = _pair_margins(H, y, V, c, pair)
     on_margin = idx[g <= 1 + _ACTIVE_TOL]
-    return H[on_margin if on_margin.size else idx].mean(axis=0)
+    return np.unique(H[on_margin if on_margin.size else idx], axis=0).mean(axis=0)
 
 
 def _pair_active(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pair: tuple[int, int]) -> bool:

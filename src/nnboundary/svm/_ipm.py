@@ -42,8 +42,8 @@ class RestrictedQP:
     the blocks with coefficient +1 / −1 in the unit's margin (binary: ``pos`` = 0, ``sign`` = yᵢ, no ``neg``).
     """
 
-    def __init__(self, problem: MarginProblem, units: np.ndarray, C: float | None):
-        self.K, self.C = problem.n_blocks, C
+    def __init__(self, problem: MarginProblem, units: np.ndarray):
+        self.K = problem.n_blocks
         self.samples, self.us = np.unique(problem.unit_samples(units), return_inverse=True)
         H = problem.H[self.samples]
         self.free_bias = problem.free_bias
@@ -84,30 +84,22 @@ class RestrictedQP:
         return np.bincount(self.us, w, minlength=self.m_s)
 
     # -- the normal matrix -----------------------------------------------------------------------------------------
-    def normal_matrix(self, D: np.ndarray, v: np.ndarray | None, D_xi: np.ndarray | None) -> np.ndarray:
-        """N = P + Σᵢ Mᵢ ⊗ ĥᵢĥᵢᵀ (see the module docstring), shape (K·d̂, K·d̂)."""
+    def normal_matrix(self, D: np.ndarray, slack_weight: np.ndarray | None) -> np.ndarray:
+        """N = P + Σᵢ Mᵢ ⊗ ĥᵢĥᵢᵀ (see the module docstring), shape (K·d̂, K·d̂).
+
+        D (m,): the units' barrier weights λ/s; slack_weight (m_s,): ν/ξ of the samples' slacks (None if hard).
+        """
         K, dh = self.K, self.dh
+        M = self._sample_weights(D, slack_weight)
         if K == 1:
-            M = self.per_sample(D)
-            if v is not None:  # Dᵢ − Dᵢ²/(Dᵢ + νᵢ/ξᵢ), written without the cancellation
-                M = M * (D_xi - M) / D_xi
             N = self.Hs.T @ (M[:, None] * self.Hs)
         else:
-            flat = self.us * K * K
-            M = (np.bincount(flat + self.pos * (K + 1), D, minlength=self.m_s * K * K)
-                 + np.bincount(flat + self.neg * (K + 1), D, minlength=self.m_s * K * K)
-                 - np.bincount(flat + self.pos * K + self.neg, D, minlength=self.m_s * K * K)
-                 - np.bincount(flat + self.neg * K + self.pos, D, minlength=self.m_s * K * K)
-                 ).reshape(self.m_s, K, K)
-            if v is not None:
-                M -= v[:, :, None] * v[:, None, :] / D_xi[:, None, None]
             N = np.empty((K * dh, K * dh))
             for p in range(K):
                 for q in range(p, K):
-                    weights = M[:, p, q]
-                    rows = np.flatnonzero(weights)
+                    rows = np.flatnonzero(M[:, p, q])
                     Hr = self.Hs[rows]
-                    block = Hr.T @ (weights[rows, None] * Hr)
+                    block = Hr.T @ (M[rows, p, q, None] * Hr)
                     N[p * dh:(p + 1) * dh, q * dh:(q + 1) * dh] = block
                     N[q * dh:(q + 1) * dh, p * dh:(p + 1) * dh] = block.T
             if self.free_bias:  # scores are shift-invariant: fix the direction Σₚ bₚ (N is singular along it)
@@ -115,6 +107,22 @@ class RestrictedQP:
                 N[np.ix_(bias, bias)] += 1.0
         N[np.diag_indices_from(N)] += self.P
         return N
+
+    def _sample_weights(self, D: np.ndarray, slack_weight: np.ndarray | None) -> np.ndarray:
+        """Mᵢ of every sample: shape (m_s,) for binary problems, (m_s, K, K) for Crammer–Singer."""
+        if self.K == 1:  # one unit per sample: Dᵢ − Dᵢ²/(Dᵢ + rᵢ) = Dᵢrᵢ/(Dᵢ + rᵢ), without the cancellation
+            D = self.per_sample(D)
+            return D if slack_weight is None else D * slack_weight / (D + slack_weight)
+        K, size = self.K, self.m_s * self.K * self.K
+        flat = self.us * K * K
+        M = (np.bincount(flat + self.pos * (K + 1), D, minlength=size)
+             + np.bincount(flat + self.neg * (K + 1), D, minlength=size)
+             - np.bincount(flat + self.pos * K + self.neg, D, minlength=size)
+             - np.bincount(flat + self.neg * K + self.pos, D, minlength=size)).reshape(self.m_s, K, K)
+        if slack_weight is not None:
+            v = self.coefficient_table(D)
+            M -= v[:, :, None] * v[:, None, :] / (self.per_sample(D) + slack_weight)[:, None, None]
+        return M
 
 
 @dataclass(frozen=True)
@@ -168,8 +176,9 @@ class _NewtonSystem:
         self.D = point.lam / point.s
         self.soft = point.xi is not None
         self.v = qp.coefficient_table(self.D) if self.soft else None
-        self.D_xi = qp.per_sample(self.D) + point.nu / point.xi if self.soft else None
-        self.solve_normal = _normal_solver(qp.normal_matrix(self.D, self.v, self.D_xi))
+        slack_weight = point.nu / point.xi if self.soft else None
+        self.D_xi = qp.per_sample(self.D) + slack_weight if self.soft else None
+        self.solve_normal = _normal_solver(qp.normal_matrix(self.D, slack_weight))
 
     def solve(self, r: _Residuals) -> _Point:
         """The exact elimination; only the normal-matrix solve is inexact."""
@@ -212,7 +221,7 @@ def solve_ipm(problem: MarginProblem, units: np.ndarray, C: float | None, accura
     Returns ``(X (K, d̂), λ (m,), ξ (m_s,) or None, iterations, qp)``, or None when it does not converge.
     ``accuracy`` bounds the margins' residual, and the dual residual and duality gap relative to the objective.
     """
-    qp = RestrictedQP(problem, units, C)
+    qp = RestrictedQP(problem, units)
     point = _starting_point(qp, C)
     n_pairs = qp.m + (qp.m_s if C is not None else 0)
     for iteration in range(1, _MAX_ITER + 1):
