@@ -82,3 +82,38 @@ def test_regularized_bias_on_a_tiny_far_cloud_is_certified(n_classes, spread):
     primal = 0.5 * (np.sum(clf.coef_ ** 2) + np.sum(clf.intercept_ ** 2))
     assert abs(clf.duality_gap_) <= 1e-8 * primal
     assert (clf.predict(far) == y).all()
+
+
+def test_clarabel_infeasibility_is_confirmed_by_the_lp():
+    """Clarabel can call a badly conditioned separable subset infeasible; the LP check turns that into a clear
+    QPSolverError instead of a false NotSeparableError, and lets a truly infeasible subset through."""
+    from nnboundary.svm import QPSolverError
+    from nnboundary.svm._working_set import _confirm_infeasible
+
+    X, y = separable(40, 3, seed=2)
+    problem, units = problem_of(X, y, 2, "free")
+    with pytest.raises(QPSolverError, match="separable but too badly conditioned"):
+        _confirm_infeasible(problem, units)
+    xor, xor_units = problem_of(np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]]), np.array([0, 0, 1, 1]),
+                                2, "free")
+    assert _confirm_infeasible(xor, xor_units) is None
+
+
+def test_an_uncertified_solution_warns(monkeypatch):
+    """When the solvers stop short of tol (badly conditioned features), fit says so instead of returning quietly."""
+    import dataclasses
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    import nnboundary.svm._estimator as estimator
+
+    solve = estimator.solve_working_set
+
+    def short_of_tol(*args, **kwargs):
+        return dataclasses.replace(solve(*args, **kwargs), max_violation=1e-3)
+
+    monkeypatch.setattr(estimator, "solve_working_set", short_of_tol)
+    X, y = separable(50, 3, seed=1)
+    with pytest.warns(ConvergenceWarning, match="No optimality certificate.*1.0e-03 > tol"):
+        clf = MaxMarginClassifier().fit(X, y)
+    assert clf.max_violation_ == 1e-3

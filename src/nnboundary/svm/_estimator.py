@@ -148,13 +148,19 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                                    seed_size=max(2 * n_vars, 50), chunk=max(n_vars, 50), init_samples=init)
         if result.infeasible:
             raise self._not_separable(what, "Clarabel returned an infeasibility certificate for a subset of the "
-                                            f"{len(X)} points")
+                                            f"{len(X)} points, and a linear program (HiGHS) confirmed it")
         if not result.converged:
             if self.C is None and not is_separable(problem):
                 raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")
             warnings.warn(f"No optimality certificate after max_rounds={self.max_rounds} working-set rounds "
                           f"(largest margin violation {result.max_violation:.1e} > tol={self.tol:.0e}); "
                           "increase max_rounds.", ConvergenceWarning, stacklevel=4)
+        elif result.max_violation > self.tol:
+            warnings.warn(f"No optimality certificate for {what}: the QP solvers stopped short of their accuracy on "
+                          f"these badly conditioned features, leaving a margin violation of "
+                          f"{result.max_violation:.1e} > tol={self.tol:.0e}. Typical of a tiny cloud of features far "
+                          "from the origin with bias='regularized' or 'none'; bias='free' or rescaled features "
+                          "avoid it.", ConvergenceWarning, stacklevel=4)
         return result, (problem, scale, shift)
 
     def _not_separable(self, what, how):

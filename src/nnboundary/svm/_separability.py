@@ -14,10 +14,15 @@ from scipy.optimize import linprog
 from nnboundary.svm._problem import MarginProblem
 
 
-def is_separable(problem: MarginProblem) -> bool:
+def is_separable(problem: MarginProblem, units: np.ndarray | None = None) -> bool:
     """True when some (W, b) gives every unit a functional margin ≥ 1 (HiGHS status 0), False when the LP is
-    infeasible (status 2). Any other outcome raises RuntimeError: no guess is made."""
-    units = np.flatnonzero(problem.valid_units().ravel())
+    infeasible (status 2). Any other outcome raises RuntimeError: no guess is made.
+
+    ``units``: decide it for these units only (default: every unit); an infeasible subset proves the whole
+    problem infeasible.
+    """
+    if units is None:
+        units = np.flatnonzero(problem.valid_units().ravel())
     G = problem.unit_rows(units)  # (m, n_vars)
     n_vars = G.shape[1]
     A_eq, b_eq = None, None

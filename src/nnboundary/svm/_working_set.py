@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnboundary.svm._problem import MarginProblem
-from nnboundary.svm._qp import solve_restricted
+from nnboundary.svm._qp import QPSolverError, solve_restricted
+from nnboundary.svm._separability import is_separable
 from nnboundary.svm._warm_start import approximate_solution
 
 
@@ -82,6 +83,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         rounds += 1
         qp = solve_restricted(problem, S, C, tol)
         if qp.infeasible:
+            _confirm_infeasible(problem, S)
             return _result(problem, qp, S, C, rounds, infeasible=True, converged=True)
         xi = np.zeros(n)
         xi[qp.xi_samples] = qp.xi
@@ -98,6 +100,22 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         keep = idle < 3 if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
+
+
+def _confirm_infeasible(problem: MarginProblem, S: np.ndarray) -> None:
+    """Check Clarabel's infeasibility certificate for the working set with a linear program (HiGHS).
+
+    On badly conditioned features (a tiny cloud far from the origin that cannot be centred) Clarabel can
+    declare a separable subset infeasible; the LP decides. If it finds a separating hyperplane, nothing can be
+    certified here, and the error says so rather than calling the features not separable.
+    """
+    if not is_separable(problem, S):
+        return
+    raise QPSolverError(
+        f"Clarabel reported the working set ({len(S)} constraints) infeasible, but a linear program found a "
+        "separating hyperplane: the features are separable but too badly conditioned for the QP solvers (typical "
+        "of a tiny cloud of features far from the origin with bias='regularized' or 'none'). Use bias='free' "
+        "(solved on centred features), rescale the features, or pass C for a soft margin.")
 
 
 def _units_to_add(violation: np.ndarray, n_violated: int, chunk: int) -> np.ndarray:
