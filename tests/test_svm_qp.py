@@ -117,3 +117,35 @@ def test_an_uncertified_solution_warns(monkeypatch):
     with pytest.warns(ConvergenceWarning, match="No optimality certificate.*1.0e-03 > tol"):
         clf = MaxMarginClassifier().fit(X, y)
     assert clf.max_violation_ == 1e-3
+
+
+def relu_separable(n, d, n_classes, seed):
+    """ReLU features (like a penultimate layer) labelled by a linear teacher, the 1/6 nearest its boundary dropped."""
+    rng = np.random.default_rng(seed)
+    X = np.maximum(rng.standard_normal((n * 6 // 5, d)) @ rng.standard_normal((d, d)) / np.sqrt(d), 0.0)
+    scores = X @ rng.standard_normal((d, n_classes))
+    scores -= np.median(scores, axis=0)
+    top = np.sort(scores, axis=1)
+    keep = np.argsort(top[:, -2] - top[:, -1])[:n]
+    return X[keep], scores.argmax(1)[keep]
+
+
+@pytest.mark.parametrize("n_classes,C", [(3, None), (2, 2.0), (3, 2.0)])
+def test_working_set_rounds_reach_the_whole_problem_solution(n_classes, C, monkeypatch):
+    """Above 1000 units the first QP is a seeded subset and the loop adds violators round by round; its answer is
+    the one-round solve of the whole problem, and a warm start from the support set gives it again."""
+    import nnboundary.svm._working_set as working_set
+
+    X, y = relu_separable(1500, 20, n_classes, seed=8)
+    if C is not None:
+        y = y.copy()
+        y[:10] = (y[:10] + 1) % n_classes
+    rounds = MaxMarginClassifier(C=C).fit(X, y)
+    warm = MaxMarginClassifier(C=C).fit(X, y, init_support=rounds.support_)
+    monkeypatch.setattr(working_set, "_WHOLE_PROBLEM_UNITS", 10**9)
+    whole = MaxMarginClassifier(C=C).fit(X, y)
+    assert rounds.n_iter_ > 1 and whole.n_iter_ == 1
+    for clf in (rounds, warm):
+        assert clf.max_violation_ <= clf.tol
+        assert np.allclose(clf.coef_, whole.coef_, rtol=1e-6, atol=1e-8 * np.abs(whole.coef_).max())
+        assert np.allclose(clf.intercept_, whole.intercept_, rtol=1e-6, atol=1e-8)

@@ -44,16 +44,22 @@ class WorkingSetResult:
     converged: bool
 
 
+_WHOLE_PROBLEM_UNITS = 1000  # up to this many units, the first QP is the whole problem (no seeding)
+
+
 def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None) -> np.ndarray:
     """First working set.
 
-    With ``init_samples`` (a warm start, e.g. the previous support set during training): all units of those samples.
+    A small problem (at most ``max(size, 1000)`` units) is solved whole: one interior-point solve costs less than
+    the warm start that would pick a subset. With ``init_samples`` (a warm start, e.g. the previous support set during training): all units of those samples.
     Otherwise the ``size`` units of smallest margin under a cheap approximate solution: the approximate L2-loss SVM
     (see ``_warm_start``) is a fraction of a degree from the answer, so its smallest-margin units are the likeliest
     support vectors.
     """
     per = problem.units_per_sample
     valid = problem.valid_units().ravel()
+    if valid.sum() <= max(size, _WHOLE_PROBLEM_UNITS):
+        return np.flatnonzero(valid)
     if init_samples is not None and len(init_samples):
         units = (np.unique(np.asarray(init_samples, dtype=np.int64))[:, None] * per + np.arange(per)).ravel()
         units = units[valid[units]]
