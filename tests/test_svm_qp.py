@@ -149,3 +149,21 @@ def test_working_set_rounds_reach_the_whole_problem_solution(n_classes, C, monke
         assert clf.max_violation_ <= clf.tol
         assert np.allclose(clf.coef_, whole.coef_, rtol=1e-6, atol=1e-8 * np.abs(whole.coef_).max())
         assert np.allclose(clf.intercept_, whole.intercept_, rtol=1e-6, atol=1e-8)
+
+
+def test_a_solver_that_stops_quietly_on_infeasible_features_is_overruled_by_the_lp(monkeypatch):
+    """Clarabel can end an infeasible hard-margin QP with 'AlmostSolved' and a huge, violating W (seen on the
+    8-D features of a barely trained net); the missing certificate sends the question to the LP."""
+    import nnboundary.svm._working_set as working_set
+    from nnboundary.svm import NotSeparableError
+    from nnboundary.svm._qp import QPSolution
+
+    def quietly_wrong(problem, units, C, tol):
+        K, d = problem.n_blocks, problem.n_features
+        return QPSolution(np.full((K, d), 1e8), np.zeros(K), np.ones(len(units)), np.empty(0, dtype=np.int64),
+                          np.zeros(0), "AlmostSolved", 200)
+
+    monkeypatch.setattr(working_set, "solve_restricted", quietly_wrong)
+    X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    with pytest.raises(NotSeparableError, match="linear program"):
+        MaxMarginClassifier().fit(X, [0, 0, 1, 1])

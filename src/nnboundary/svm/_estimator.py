@@ -149,9 +149,11 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         if result.infeasible:
             raise self._not_separable(what, "Clarabel returned an infeasibility certificate for a subset of the "
                                             f"{len(X)} points, and a linear program (HiGHS) confirmed it")
+        certified = result.converged and result.max_violation <= self.tol
+        if not certified and self.C is None and not is_separable(problem):  # a QP solver may stop on an
+            # infeasible problem without saying so (Clarabel's AlmostSolved): the LP decides
+            raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")
         if not result.converged:
-            if self.C is None and not is_separable(problem):
-                raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")
             warnings.warn(f"No optimality certificate after max_rounds={self.max_rounds} working-set rounds "
                           f"(largest margin violation {result.max_violation:.1e} > tol={self.tol:.0e}); "
                           "increase max_rounds.", ConvergenceWarning, stacklevel=4)
