@@ -1,10 +1,11 @@
 """One max-margin QP on a subset of constraint units, solved exactly by an interior-point method.
 
-The dense BLAS interior-point method of ``_ipm`` solves it first; when that does not converge (an infeasible subset
-or numerical trouble) Clarabel solves it, and Clarabel's infeasibility certificate is what proves a hard-margin
-subset not separable. For Clarabel, the variables ``x = [vec(W) (n_blocks·d), b (n_bias), ξ (one per sample of the subset, soft margin only)]``;
-Clarabel's form is ``min ½xᵀPx + qᵀx  s.t.  Ax + s = rhs, s ∈ K``. Each unit u gives the row
-``−gᵤ(x) − ξ_{i(u)} + s = −1`` with s ≥ 0, and its dual variable is the multiplier αᵤ ≥ 0.
+The dense BLAS interior-point method of ``_ipm`` solves it first; when that does not converge (an infeasible
+subset or numerical trouble) Clarabel solves it, and Clarabel's infeasibility certificate (checked by an LP in
+``_working_set``) is what proves a hard-margin subset not separable. For Clarabel, the variables are
+``x = [vec(W) (n_blocks·d), b (n_bias), ξ (one per sample of the subset, soft margin only)]``; Clarabel's form
+is ``min ½xᵀPx + qᵀx  s.t.  Ax + s = rhs, s ∈ K``. Each unit u gives the row ``−gᵤ(x) − ξ_{i(u)} + s = −1``
+with s ≥ 0, and its dual variable is the multiplier αᵤ ≥ 0.
 """
 
 from __future__ import annotations
@@ -63,10 +64,12 @@ def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None,
     b = X[:, d].copy() if problem.free_bias else np.zeros(K)
     if problem.free_bias and K > 1:
         b -= b.mean()
-    xi_samples, xi = (qp.samples, np.maximum(xi, 0.0)) if C is not None else (np.empty(0, dtype=np.int64),
-                                                                              np.zeros(0))
-    return QPSolution(np.ascontiguousarray(X[:, :d]), b, np.maximum(lam, 0.0), xi_samples, xi, "Solved (dense IPM)",
-                      iterations)
+    if C is None:
+        xi_samples, xi = np.empty(0, dtype=np.int64), np.zeros(0)
+    else:
+        xi_samples, xi = qp.samples, np.maximum(xi, 0.0)
+    return QPSolution(np.ascontiguousarray(X[:, :d]), b, np.maximum(lam, 0.0), xi_samples, xi,
+                      "Solved (dense IPM)", iterations)
 
 
 def solve_clarabel(problem: MarginProblem, units: np.ndarray, C: float | None, tol: float) -> QPSolution:

@@ -51,10 +51,10 @@ def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | Non
     """First working set.
 
     A small problem (at most ``max(size, 1000)`` units) is solved whole: one interior-point solve costs less than
-    the warm start that would pick a subset. With ``init_samples`` (a warm start, e.g. the previous support set during training): all units of those samples.
-    Otherwise the ``size`` units of smallest margin under a cheap approximate solution: the approximate L2-loss SVM
-    (see ``_warm_start``) is a fraction of a degree from the answer, so its smallest-margin units are the likeliest
-    support vectors.
+    the warm start that would pick a subset. With ``init_samples`` (a warm start, e.g. the previous support set
+    during training): all units of those samples. Otherwise the ``size`` units of smallest margin under a cheap
+    approximate solution: the approximate L2-loss SVM (see ``_warm_start``) is a fraction of a degree from the
+    answer, so its smallest-margin units are the likeliest support vectors.
     """
     per = problem.units_per_sample
     valid = problem.valid_units().ravel()
