@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -16,6 +17,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._separability import is_separable
 from nnboundary.svm._working_set import dual_coefficients, solve_working_set
+
+
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The thread pools of the BLAS libraries loaded now (numpy's, scipy's), found once: a fresh search of every
+    loaded library per fit took 6 ms with torch loaded, a third of a small fit."""
+    return ThreadpoolController()
 
 
 class NotSeparableError(ValueError):
@@ -119,7 +127,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                              f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
         # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
         # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
-        with threadpool_limits(limits=1):
+        with _blas_controller().limit(limits=1):
             fits = self._fit_all(X, y_idx, init)
         self._store(X, fits)
         return self
