@@ -127,7 +127,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                              f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
         # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
         # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
-        with _blas_controller().limit(limits=1):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             fits = self._fit_all(X, y_idx, init)
         self._store(X, fits)
         return self

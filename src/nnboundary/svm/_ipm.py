@@ -27,9 +27,11 @@ from typing import NamedTuple
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.lapack
 
 from nnboundary.svm._problem import MarginProblem
 
+_potrf, _potrs = scipy.linalg.lapack.dpotrf, scipy.linalg.lapack.dpotrs
 _MAX_ITER = 80
 _STEP_TO_BOUNDARY = 0.99
 _REFINEMENT_STEPS = 2
@@ -52,6 +54,8 @@ class RestrictedQP:
         self.m, self.m_s, self.dh = len(units), len(self.samples), self.Hs.shape[1]
         y = problem.y[self.samples[self.us]]
         if self.K == 1:
+            if self.m != self.m_s or (self.m > 1 and (np.diff(units) <= 0).any()):
+                raise ValueError("RestrictedQP needs sorted, distinct unit ids (one unit per sample when binary).")
             self.sign = y.astype(float)
         else:
             self.pos, self.neg = y.astype(np.int64), (units % problem.units_per_sample).astype(np.int64)
@@ -65,13 +69,13 @@ class RestrictedQP:
         """gᵤ(X) for every unit, shape (m,); X has shape (K, d̂)."""
         scores = self.Hs @ X.T  # (m_s, K)
         if self.K == 1:
-            return self.sign * scores[self.us, 0]
+            return self.sign * scores[:, 0]
         return scores[self.us, self.pos] - scores[self.us, self.neg]
 
     def coefficient_table(self, w: np.ndarray) -> np.ndarray:
         """Σ_{u∈i} wᵤ cᵤ per sample, shape (m_s, K)."""
-        if self.K == 1:
-            return np.bincount(self.us, self.sign * w, minlength=self.m_s)[:, None]
+        if self.K == 1:  # one unit per sample, in sample order
+            return (self.sign * w)[:, None]
         size = self.m_s * self.K
         return (np.bincount(self.us * self.K + self.pos, w, minlength=size)
                 - np.bincount(self.us * self.K + self.neg, w, minlength=size)).reshape(self.m_s, self.K)
@@ -82,7 +86,7 @@ class RestrictedQP:
 
     def per_sample(self, w: np.ndarray) -> np.ndarray:
         """Σ_{u∈i} wᵤ, shape (m_s,)."""
-        return np.bincount(self.us, w, minlength=self.m_s)
+        return w if self.K == 1 else np.bincount(self.us, w, minlength=self.m_s)
 
     # -- the normal matrix -----------------------------------------------------------------------------------------
     def normal_matrix(self, D: np.ndarray, slack_weight: np.ndarray | None) -> np.ndarray:
@@ -281,22 +285,18 @@ def _normal_solver(N: np.ndarray):
     bias directions of bounded slacks, features of tiny variance). Then N + δI is factored instead, δ a tiny
     fraction of N's largest diagonal entry; the caller's iterative refinement removes the error this makes.
     """
-    def factor(M):
-        try:
-            c = scipy.linalg.cho_factor(M, lower=True, check_finite=False)
-        except np.linalg.LinAlgError:
-            return None
-        return c if np.isfinite(c[0]).all() else None
+    def factor(M):  # LAPACK directly: scipy's wrappers cost more than the solve itself on small problems
+        L, info = _potrf(M, lower=1, clean=0)
+        return L if info == 0 and np.isfinite(L).all() else None
 
-    exact = factor(N)
-    if exact is not None:
-        return lambda r: scipy.linalg.cho_solve(exact, r, check_finite=False)
-    diagonal = np.diag(N).copy()
-    for relative in (1e-14, 1e-12, 1e-10):
-        N[np.diag_indices_from(N)] = diagonal + relative * max(diagonal.max(), 1.0)
-        regularized = factor(N)
-        if regularized is not None:
-            break
-    else:
-        return None
-    return lambda r: scipy.linalg.cho_solve(regularized, r, check_finite=False)
+    L = factor(N)
+    if L is None:
+        diagonal = np.diag(N).copy()
+        for relative in (1e-14, 1e-12, 1e-10):
+            N[np.diag_indices_from(N)] = diagonal + relative * max(diagonal.max(), 1.0)
+            L = factor(N)
+            if L is not None:
+                break
+        else:
+            return None
+    return lambda r: _potrs(L, r, lower=1)[0]
