@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import sys
 import warnings
 from numbers import Integral, Real
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -14,9 +17,90 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from nnboundary.svm._memory import check_memory
 from nnboundary.svm._problem import MarginProblem
+from nnboundary.svm._qp import QPSolverError
 from nnboundary.svm._separability import is_separable
 from nnboundary.svm._working_set import dual_coefficients, solve_working_set
+
+
+def _as_indices(init_support) -> np.ndarray:
+    """``init_support`` as int64 indices; non-integer values are refused, never truncated."""
+    init = np.asarray(init_support).ravel()
+    if init.dtype.kind in "iu":
+        return init.astype(np.int64)
+    if init.dtype.kind == "b" or (init.dtype.kind == "f" and len(init) and not np.all(np.isfinite(init))):
+        raise ValueError("init_support must hold integer indices of training points (e.g. a previous support_).")
+    if init.dtype.kind == "f" and np.array_equal(init, np.round(init)):
+        return init.astype(np.int64)
+    if len(init) == 0:
+        return init.astype(np.int64)
+    raise ValueError(f"init_support must hold integer indices of training points; got {init[:5].tolist()}... "
+                     "Pass e.g. a previous fit's support_.")
+
+
+_C_LARGE = 1e8   # from here on (solver units), a soft margin is tried as a hard one first (exact when it applies)
+_C_LIMIT = 1e15  # larger C is solved as this one (a soft margin whose multipliers exceed it is numerically hard)
+
+
+class _Normalisation(NamedTuple):
+    """``H = reflect((X̂ − shift) / scale)``; ``reflector`` is the unit vector v of the Householder reflection
+    I − 2vvᵀ (None: none), which is exact for the bias settings whose problem is invariant to rotations."""
+
+    shift: np.ndarray
+    scale: float
+    reflector: np.ndarray | None
+
+    def reflect(self, A: np.ndarray) -> np.ndarray:
+        """A (·, d̂) times the reflection (its own inverse): maps solver-space W rows back, and features forth."""
+        if self.reflector is None:
+            return A
+        return A - 2.0 * np.outer(A @ self.reflector, self.reflector)
+
+
+def _normalised(X: np.ndarray, bias: str) -> tuple[np.ndarray, _Normalisation]:
+    """Features the QP solvers can use, and the transformation that made them (undone in ``_store``).
+
+    X̂ is X with a constant column for ``bias="regularized"``. A free bias absorbs any translation: the features
+    are centred at their coordinate-wise median (a tiny cloud far from the origin, as at the start of training, is
+    otherwise badly conditioned; the median is not dragged away by one enormous outlier as the mean is). With no
+    free bias they cannot be centred, but the problem is invariant to rotations: a Householder reflection turns the
+    cloud's mean direction onto the first axis, so that the solvers' diagonal equilibration separates the common
+    direction from the small spread around it. Then the features are divided by the median of the non-zero row
+    norms, after an exact power-of-two rescaling so that features of size 1e±150 or subnormal ones neither
+    overflow nor underflow.
+    """
+    H = np.c_[X, np.ones(len(X))] if bias == "regularized" else X
+    shift = np.median(H, axis=0) if bias == "free" else np.zeros(H.shape[1])
+    H = H - shift
+    peak = float(np.abs(H).max(initial=0.0))
+    if peak == 0.0 or not np.isfinite(peak):
+        return H, _Normalisation(shift, 1.0, None)
+    coarse = float(np.ldexp(1.0, int(np.frexp(peak)[1])))  # a power of two: dividing by it is exact
+    H = H / coarse
+    norms = np.sqrt((H * H).sum(1))
+    fine = float(np.median(norms[norms > 0])) if (norms > 0).any() else 1.0
+    H = H / fine
+    reflector = None
+    if bias != "free" and H.shape[1] > 1:
+        mean = H.mean(0)
+        size = float(np.linalg.norm(mean))
+        if size > 0:
+            v = mean / size
+            v[0] += 1.0 if v[0] >= 0 else -1.0  # reflect the mean onto ∓e₀ (the sign that avoids cancellation)
+            reflector = v / np.linalg.norm(v)
+    norm = _Normalisation(shift, coarse * fine, reflector)
+    return norm.reflect(H), norm
+
+
+def _check_fit_memory(problem: MarginProblem) -> None:
+    """Refuse a fit whose fixed allocations cannot fit: margin tables of all units (a few copies of n × K),
+    liblinear's copy of the features for the warm start (16 bytes per entry) and the scaled feature copy."""
+    n, d, per = problem.n_samples, problem.n_features, problem.units_per_sample
+    needed = 8.0 * (4 * n * per + 2 * n * d) + 16.0 * n * (d + 1)
+    check_memory(needed, f"A max-margin fit on {n} points × {d} features with {problem.n_blocks} blocks",
+                 "Pass fewer points (a class-balanced subset), reduce the feature width (e.g. PCA), or use a "
+                 "machine with more memory.")
 
 
 @functools.cache
@@ -54,6 +138,23 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         Largest margin violation (functional margin 1 − tol) accepted on any training point.
     max_rounds : int, default=100
         Bound on working-set rounds; a ConvergenceWarning says when it was reached.
+    verbose : int, default=0
+        0: silent. 1: one line per working-set round on stderr (round, units in the working set, violators left,
+        largest violation, optimality-gap bound, QP method, elapsed seconds), as scikit-learn estimators do.
+    progress : callable or None, default=None
+        Called after every working-set round with a :class:`~nnboundary.svm.RoundProgress` (its ``problem``
+        field says which QP: the binary one, a one-vs-rest class, or Crammer–Singer). The CLI and ``analyze``
+        use it for their progress bars.
+
+    Notes
+    -----
+    Cost. Each working-set round is one pass over all n points (O(n·K·d) flops, O(n·K) memory for the margin
+    table) plus one exact restricted QP, solved by the cheaper of a primal interior-point method (a normal matrix of
+    size K·(d+1): O((K·d)³) per iteration) and a dual one on the p units of the working set (the Gram matrix of
+    its points: O(p³ + m_s²·d) per iteration, O(p²) memory), so a CIFAR-100 head (K·d = 51,200) costs what its few
+    thousand active (point, rival) pairs cost. The first working set comes from liblinear's dual coordinate descent
+    at a loose tolerance (O(n·K·d) per pass). Memory is estimated before each large allocation and an
+    :class:`~nnboundary.svm.InsufficientMemoryError` says how much is needed instead of a raw ``MemoryError``.
 
     Attributes
     ----------
@@ -95,14 +196,19 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         "multiclass": [StrOptions({"crammer_singer", "ovr"})],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "max_rounds": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+        "progress": [None, callable],
     }
 
-    def __init__(self, *, C=None, bias="free", multiclass="crammer_singer", tol=1e-8, max_rounds=100):
+    def __init__(self, *, C=None, bias="free", multiclass="crammer_singer", tol=1e-8, max_rounds=100, verbose=0,
+                 progress=None):
         self.C = C
         self.bias = bias
         self.multiclass = multiclass
         self.tol = tol
         self.max_rounds = max_rounds
+        self.verbose = verbose
+        self.progress = progress
 
     def fit(self, X, y, init_support=None):
         """Solve the max-margin problem on (X, y).
@@ -121,7 +227,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) < 2:
             raise ValueError(f"MaxMarginClassifier needs samples of at least 2 classes; got 1 class "
                              f"({self.classes_[0]!r}). Pass data with two or more labels.")
-        init = None if init_support is None else np.asarray(init_support, dtype=np.int64).ravel()
+        init = None if init_support is None else _as_indices(init_support)
         if init is not None and len(init) and (init.min() < 0 or init.max() >= len(X)):
             raise ValueError(f"init_support must hold indices of training points (0..{len(X) - 1}); got values "
                              f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
@@ -142,21 +248,25 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         return [self._solve(X, y_idx, n_blocks=len(self.classes_), init=init, what="the classes (Crammer–Singer)")]
 
     def _solve(self, X, y, *, n_blocks, init, what):
-        H = np.c_[X, np.ones(len(X))] if self.bias == "regularized" else X
-        # A free bias absorbs any translation of the features: centre them (features that sit in a tiny cloud far
-        # from the origin, as at the start of training, are otherwise badly conditioned); then solve at unit RMS
-        # norm. Both are undone in _store.
-        shift = H.mean(0) if self.bias == "free" else np.zeros(H.shape[1])
-        H = H - shift
-        scale = float(np.sqrt((H ** 2).sum(1).mean())) or 1.0
-        problem = MarginProblem(H / scale, y, n_blocks, free_bias=self.bias == "free")
+        H, norm = _normalised(X, self.bias)
+        scale = norm.scale
+        problem = MarginProblem(H, y, n_blocks, free_bias=self.bias == "free")
         n_vars = n_blocks * H.shape[1] + problem.n_bias
-        C = None if self.C is None else float(self.C) * scale ** 2  # ½‖W‖² scales by scale² in the solver's units
-        result = solve_working_set(problem, C=C, tol=self.tol, max_rounds=self.max_rounds,
-                                   seed_size=max(2 * n_vars, 50), chunk=max(n_vars, 50), init_samples=init)
-        if result.infeasible:
+        _check_fit_memory(problem)
+        # ½‖W‖² scales by scale² in the solver's units; beyond _C_LIMIT a soft margin is numerically a hard one
+        C = None if self.C is None else min(float(self.C) * scale * scale, _C_LIMIT)
+        solve = functools.partial(solve_working_set, problem, tol=self.tol, max_rounds=self.max_rounds,
+                                  seed_size=max(min(2 * n_vars, 6000), 50), chunk=max(min(n_vars, 2000), 50),
+                                  init_samples=init, progress=self._round_reporter(what))
+        result = self._solve_soft_as_hard(solve, problem, C) if C is not None and C >= _C_LARGE else None
+        if result is None:
+            result = solve(C=C)
+        if result.infeasible and C is None:
             raise self._not_separable(what, "Clarabel returned an infeasibility certificate for a subset of the "
                                             f"{len(X)} points, and a linear program (HiGHS) confirmed it")
+        if result.infeasible:  # a soft margin always exists: a solver that says otherwise failed
+            raise QPSolverError(f"The QP solvers could not solve the soft-margin problem for {what} (C={self.C}): "
+                                "the features are too badly conditioned. Standardise them, or use a smaller C.")
         certified = result.converged and result.max_violation <= self.tol
         if not certified and self.C is None and not is_separable(problem):  # a QP solver may stop on an
             # infeasible problem without saying so (Clarabel's AlmostSolved): the LP decides
@@ -166,12 +276,41 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                           f"(largest margin violation {result.max_violation:.1e} > tol={self.tol:.0e}); "
                           "increase max_rounds.", ConvergenceWarning, stacklevel=4)
         elif result.max_violation > self.tol:
+            hint = ("typical of a tiny cloud of features far from the origin with bias='regularized' or 'none'; "
+                    "bias='free' or rescaled features avoid it" if self.bias != "free" else
+                    "typical of features whose scales differ by many orders of magnitude (e.g. one enormous "
+                    "outlier); standardise the features or remove the outlier")
             warnings.warn(f"No optimality certificate for {what}: the QP solvers stopped short of their accuracy on "
                           f"these badly conditioned features, leaving a margin violation of "
-                          f"{result.max_violation:.1e} > tol={self.tol:.0e}. Typical of a tiny cloud of features far "
-                          "from the origin with bias='regularized' or 'none'; bias='free' or rescaled features "
-                          "avoid it.", ConvergenceWarning, stacklevel=4)
-        return result, (problem, scale, shift)
+                          f"{result.max_violation:.1e} > tol={self.tol:.0e} ({hint}).", ConvergenceWarning,
+                          stacklevel=4)
+        return result, (problem, norm)
+
+    @staticmethod
+    def _solve_soft_as_hard(solve, problem, C):
+        """For a very large C, the hard-margin solution when it exists and all its multipliers are ≤ C: then it
+        satisfies the soft-margin KKT conditions exactly (ξ = 0), and the soft QP would be badly scaled."""
+        if not is_separable(problem):
+            return None
+        result = solve(C=None)
+        if result.infeasible or not result.converged or result.alpha.sum(1).max() > C:
+            return None
+        return result
+
+    def _round_reporter(self, what):
+        """The per-round callback: ``progress`` and/or a verbose line on stderr."""
+        if not self.verbose and self.progress is None:
+            return None
+
+        def report(info):
+            info = dataclasses.replace(info, problem=what)
+            if self.verbose:
+                print(f"[MaxMarginClassifier] {what}: round {info.round}, {info.n_working} units, "
+                      f"{info.n_violators} violators, max violation {info.max_violation:.1e}, gap ≤ {info.gap:.1e}, "
+                      f"{info.method}, {info.elapsed_s:.1f} s", file=sys.stderr, flush=True)
+            if self.progress is not None:
+                self.progress(info)
+        return report
 
     def _not_separable(self, what, how):
         return NotSeparableError(
@@ -181,12 +320,12 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
     # -- learned attributes -------------------------------------------------------------------------------------
     def _store(self, X, fits):
         coefs, intercepts, betas, margins, violations, gaps, rounds = [], [], [], [], [], [], []
-        for result, (problem, scale, shift) in fits:
-            W = result.W / scale
-            b = result.b - W @ shift  # undo the centring: w·(h − shift) + b' = w·h + (b' − w·shift)
+        for result, (problem, norm) in fits:
+            W = norm.reflect(result.W) / norm.scale
+            b = result.b - W @ norm.shift  # undo the centring: w·(h − shift) + b' = w·h + (b' − w·shift)
             if problem.n_blocks > 1 and problem.free_bias:
                 b -= b.mean()  # Crammer–Singer scores are shift-invariant: report Σₖ bₖ = 0
-            beta = dual_coefficients(problem, result.alpha) / scale ** 2  # (n, n_blocks), in original units
+            beta = dual_coefficients(problem, result.alpha) / norm.scale / norm.scale  # (n, n_blocks), original units
             if self.bias == "regularized":
                 W, b = W[:, :-1], W[:, -1].copy()
             coefs.append(W)
@@ -194,10 +333,10 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             betas.append(beta)
             g = problem.margins(result.W, result.b)
             g = np.where(problem.valid_units(), g, np.inf)
-            norm = float(np.linalg.norm(W))  # 0 only for a soft margin whose best W is 0 (e.g. constant features)
-            margins.append(float(g.min()) / norm if norm > 0 else 0.0)
+            size = float(np.linalg.norm(W))  # 0 only for a soft margin whose best W is 0 (e.g. constant features)
+            margins.append(float(g.min()) / size if size > 0 else 0.0)
             violations.append(result.max_violation)
-            gaps.append((result.primal - result.dual) / scale ** 2)
+            gaps.append((result.primal - result.dual) / norm.scale / norm.scale)
             rounds.append(result.rounds)
         self.coef_ = np.vstack(coefs)
         self.intercept_ = np.concatenate(intercepts)

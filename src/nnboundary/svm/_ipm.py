@@ -289,6 +289,10 @@ def _normal_solver(N: np.ndarray):
         L, info = _potrf(M, lower=1, clean=0)
         return L if info == 0 and np.isfinite(L).all() else None
 
+    # Jacobi equilibration: factor S N S with S = diag(N)^-½ (Newton's step is invariant to it, its rounding is
+    # not: features of very different scales, e.g. a tiny cloud far from the origin, give diagonals ~1e-8 and ~1)
+    equil = 1.0 / np.sqrt(np.maximum(np.diag(N), np.finfo(float).tiny))
+    N = N * equil[:, None] * equil[None, :]
     L = factor(N)
     if L is None:
         diagonal = np.diag(N).copy()
@@ -299,4 +303,4 @@ def _normal_solver(N: np.ndarray):
                 break
         else:
             return None
-    return lambda r: _potrs(L, r, lower=1)[0]
+    return lambda r: equil * _potrs(L, equil * r, lower=1)[0]

@@ -16,7 +16,9 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
+from nnboundary.svm._dual import solve_dual_ipm
 from nnboundary.svm._ipm import solve_ipm
+from nnboundary.svm._memory import check_memory
 from nnboundary.svm._problem import MarginProblem
 
 _INFEASIBLE = {"PrimalInfeasible", "AlmostPrimalInfeasible"}
@@ -53,12 +55,52 @@ class QPSolution:
 def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None, tol: float) -> QPSolution:
     """Solve the QP restricted to ``units`` (sorted unit ids, shape (m,)).
 
+    The cheaper of the two exact interior-point methods runs first (:func:`restricted_costs`): the primal one of
+    ``_ipm`` (a K·(d+1) normal matrix) or the dual one of ``_dual`` (a p×p matrix on the Gram matrix of the
+    units' points); when it does not converge the other one is tried if it fits in memory, then Clarabel.
     ``C=None`` is the hard margin; an infeasible subset is returned with ``status`` set, not raised, so the caller
     can turn it into a :class:`~nnboundary.svm.NotSeparableError` with context.
     """
-    solved = solve_ipm(problem, units, C, _accuracy(tol))
+    accuracy = _accuracy(tol)
+    costs = restricted_costs(problem, units)
+    order = sorted(costs, key=lambda k: costs[k][0])
+    check_memory(costs[order[0]][1], f"The restricted QP on {len(units)} constraint units ({order[0]} method)",
+                 "Pass fewer points (a class-balanced subset), or reduce the feature width (e.g. PCA).")
+    for method in order:
+        if method != order[0] and costs[method][1] > _FALLBACK_BYTES:
+            continue  # a fallback that would need several GiB is not worth trying; Clarabel or the LP decide
+        solved = _SOLVERS[method](problem, units, C, accuracy)
+        if solved is not None:
+            return solved
+    if costs["primal"][1] > _FALLBACK_BYTES:
+        raise QPSolverError(
+            f"Neither interior-point method converged on a working set of {len(units)} constraints, and the "
+            f"primal problem (K·(d+1) = {problem.n_blocks * (problem.n_features + 1)} variables) is too large for "
+            "Clarabel. The features may be badly scaled (standardise them) or not separable (pass C=<float>).")
+    return solve_clarabel(problem, units, C, tol)
+
+
+def restricted_costs(problem: MarginProblem, units: np.ndarray) -> dict[str, tuple[float, float]]:
+    """(flops per interior-point iteration, bytes) of the primal and the dual method on ``units``.
+
+    Primal: the normal matrix of size n = K·(d+1), n³/3 for its Cholesky factor plus m_s·K·(d+1)² to build it
+    (Crammer–Singer: each sample touches the blocks of its class and its rivals). Dual: p = len(units), p³/3 for
+    its factor plus p² per product, and m_s²·d once for the Gram matrix.
+    """
+    K, d = problem.n_blocks, problem.n_features + (1 if problem.free_bias else 0)
+    n = K * d
+    m_s = len(np.unique(problem.unit_samples(units)))
+    per_sample = min(K, max(1, len(units) // max(m_s, 1) + 1))
+    primal = (n ** 3 / 3 + m_s * per_sample ** 2 * d ** 2, 8.0 * (3 * n * n + m_s * d))
+    p = len(units)
+    dual = (p ** 3 / 3 + 4 * p * p + m_s * m_s * d / 20, 8.0 * (5 * p * p + m_s * m_s + m_s * d))
+    return {"primal": primal, "dual": dual}
+
+
+def _solve_primal(problem: MarginProblem, units: np.ndarray, C: float | None, accuracy: float):
+    solved = solve_ipm(problem, units, C, accuracy)
     if solved is None:
-        return solve_clarabel(problem, units, C, tol)
+        return None
     X, lam, xi, iterations, qp = solved
     d, K = problem.n_features, problem.n_blocks
     b = X[:, d].copy() if problem.free_bias else np.zeros(K)
@@ -70,6 +112,22 @@ def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None,
         xi_samples, xi = qp.samples, np.maximum(xi, 0.0)
     return QPSolution(np.ascontiguousarray(X[:, :d]), b, np.maximum(lam, 0.0), xi_samples, xi,
                       "Solved (dense IPM)", iterations)
+
+
+def _solve_dual(problem: MarginProblem, units: np.ndarray, C: float | None, accuracy: float):
+    solved = solve_dual_ipm(problem, units, C, accuracy)
+    if solved is None:
+        return None
+    W, b, alpha, xi, samples, iterations = solved
+    if problem.free_bias and problem.n_blocks > 1:
+        b = b - b.mean()
+    if C is None:
+        samples, xi = np.empty(0, dtype=np.int64), np.zeros(0)
+    return QPSolution(W, b, np.maximum(alpha, 0.0), samples, xi, "Solved (dual IPM)", iterations)
+
+
+_SOLVERS = {"primal": _solve_primal, "dual": _solve_dual}
+_FALLBACK_BYTES = 2.0 * 2 ** 30
 
 
 def solve_clarabel(problem: MarginProblem, units: np.ndarray, C: float | None, tol: float) -> QPSolution:

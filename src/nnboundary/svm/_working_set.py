@@ -11,6 +11,7 @@ restricted optimum increases monotonically and the loop terminates.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,44 +46,73 @@ class WorkingSetResult:
 
 
 _WHOLE_PROBLEM_UNITS = 1000  # up to this many units, the first QP is the whole problem (no seeding)
+_SEED_MARGIN = 1.25  # units whose margin under the approximate solution is below this seed the working set
 
 
-def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class RoundProgress:
+    """What one working-set round reached, as passed to a ``progress`` callback.
+
+    round: 1, 2, ...; n_working: units in the working set; n_violators: units outside it violating their margin
+    by more than tol; max_violation: the largest violation over all units; gap: an upper bound on how far the
+    round's objective is from the optimum (hard margin: ½‖W‖²·(1/g_min² − 1) when the smallest margin g_min over all
+    units is positive, else inf; soft margin: full primal minus the restricted optimum); method: which QP solver
+    ran; elapsed_s: seconds since the fit started; problem: which QP (set by the estimator).
+    """
+
+    round: int
+    n_working: int
+    n_violators: int
+    max_violation: float
+    gap: float
+    method: str
+    elapsed_s: float
+    problem: str = ""
+
+
+def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None,
+               C: float | None = None) -> np.ndarray:
     """First working set.
 
-    A small problem (at most ``max(size, 1000)`` units) is solved whole: one interior-point solve costs less than
-    the warm start that would pick a subset. With ``init_samples`` (a warm start, e.g. the previous support set
-    during training): all units of those samples. Otherwise the ``size`` units of smallest margin under a cheap
-    approximate solution: the approximate L2-loss SVM (see ``_warm_start``) is a fraction of a degree from the
-    answer, so its smallest-margin units are the likeliest support vectors.
+    A small problem (at most 1000 units) is solved whole: one interior-point solve costs less than the warm start
+    that would pick a subset. With ``init_samples`` (a warm start, e.g. the previous support set during training):
+    all units of those samples. Otherwise the units of small margin under a cheap approximate solution (see
+    ``_warm_start``): those below ``_SEED_MARGIN``, at least ``min(size // 4, 500)`` and at most ``size``.
     """
     per = problem.units_per_sample
     valid = problem.valid_units().ravel()
-    if valid.sum() <= max(size, _WHOLE_PROBLEM_UNITS):
+    if valid.sum() <= _WHOLE_PROBLEM_UNITS:
         return np.flatnonzero(valid)
     if init_samples is not None and len(init_samples):
         units = (np.unique(np.asarray(init_samples, dtype=np.int64))[:, None] * per + np.arange(per)).ravel()
         units = units[valid[units]]
         if len(np.unique(problem.y[units // per])) > 1:  # a one-class seed says nothing about the boundary
             return units
-    W, b = approximate_solution(problem)
+    W, b = approximate_solution(problem, C)
     g = np.where(valid, problem.margins(W, b).ravel(), np.inf)
-    size = min(size, int(valid.sum()))
-    units = np.argpartition(g, size - 1)[:size] if size < len(g) else np.flatnonzero(valid)
+    below = int((g < _SEED_MARGIN).sum())
+    take = int(min(max(below, min(size // 4, 500), 1), size, valid.sum()))
+    units = np.argpartition(g, take - 1)[:take] if take < len(g) else np.flatnonzero(valid)
     return np.unique(units)
 
 
 def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, max_rounds: int,
-                      seed_size: int, chunk: int, init_samples: np.ndarray | None = None) -> WorkingSetResult:
-    """Run the cutting-plane loop; see the module docstring. ``chunk`` bounds the units added per round.
+                      seed_size: int, chunk: int, init_samples: np.ndarray | None = None,
+                      progress=None) -> WorkingSetResult:
+    """Run the cutting-plane loop; see the module docstring. ``chunk`` bounds the units added per round;
+    ``progress`` (optional) is called with a :class:`RoundProgress` after every round.
 
     To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for three rounds in a row
     leave the working set; they are checked again every round like every other point and come back if
     violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
+
+    Time per round: one pass over all points (O(n·K·d)) plus the restricted QP; memory O(n·K) for the margin
+    table plus the QP's (see ``_qp.restricted_costs``).
     """
+    start = time.perf_counter()
     n = problem.n_samples
     valid = problem.valid_units()
-    S = seed_units(problem, seed_size, init_samples)
+    S = seed_units(problem, seed_size, init_samples, C)
     idle = np.zeros(len(S), dtype=np.int64)  # consecutive rounds each unit of S was inactive
     rounds = 0
     while True:
@@ -95,9 +125,13 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         xi[qp.xi_samples] = qp.xi
         g = problem.margins(qp.W, qp.b)
         violation = np.where(valid, 1.0 - xi[:, None] - g, -np.inf).ravel()
+        max_violation = max(float(violation.max()), 0.0)
         slack_in_S = violation[S]
         violation[S] = -np.inf  # units already in S are satisfied up to the QP's own accuracy
         outside = np.flatnonzero(violation > tol)
+        if progress is not None:
+            progress(RoundProgress(rounds, len(S), len(outside), max_violation, _gap_bound(problem, qp, g, C),
+                                   qp.status, time.perf_counter() - start))
         if len(outside) == 0 or rounds >= max_rounds:
             return _result(problem, qp, S, C, rounds, infeasible=False, converged=len(outside) == 0)
         outside = _units_to_add(violation, len(outside), chunk)
@@ -106,6 +140,18 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         keep = idle < 3 if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
+
+
+def _gap_bound(problem: MarginProblem, qp, g: np.ndarray, C: float | None) -> float:
+    """Upper bound on (optimum − restricted optimum): see :class:`RoundProgress`."""
+    half_norm = 0.5 * float((qp.W ** 2).sum())
+    g = np.where(problem.valid_units(), g, np.inf)
+    if C is None:
+        g_min = float(g.min())
+        return half_norm * (1.0 / g_min ** 2 - 1.0) if g_min > 0 else np.inf
+    hinge = np.maximum(1.0 - g, 0.0).max(1)
+    restricted = half_norm + float(C) * float(qp.xi.sum())
+    return max(half_norm + float(C) * float(hinge.sum()) - restricted, 0.0)
 
 
 def _confirm_infeasible(problem: MarginProblem, S: np.ndarray) -> None:
