@@ -87,7 +87,10 @@ def solve_dual_ipm(problem: MarginProblem, units: np.ndarray, C: float | None, a
     does not converge. ``accuracy`` bounds the margins' residual (|gᵤ − (1 − ξ + zᵤ)|), the equality residual and
     the complementarity relative to the objective.
     """
-    qp = RestrictedDual(problem, units)
+    return _solve(RestrictedDual(problem, units), C, accuracy)
+
+
+def _solve(qp: RestrictedDual, C: float | None, accuracy: float):
     soft = C is not None
     p, n_eq = qp.p, qp.E.shape[0]
     ones = np.ones(p)

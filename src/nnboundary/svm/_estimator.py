@@ -10,7 +10,6 @@ from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -20,7 +19,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from nnboundary.svm._memory import check_memory
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._qp import QPSolverError
-from nnboundary.svm._separability import is_separable
+from nnboundary.svm._separability import is_separable, lp_bytes
+from nnboundary.svm._threads import one_thread
 from nnboundary.svm._working_set import dual_coefficients, solve_working_set
 
 
@@ -39,6 +39,7 @@ def _as_indices(init_support) -> np.ndarray:
                      "Pass e.g. a previous fit's support_.")
 
 
+_LP_BYTES = 2.0 * 2 ** 30  # the whole-problem separability LP is asked only when it fits in this
 _C_LARGE = 1e8   # from here on (solver units), a soft margin is tried as a hard one first (exact when it applies)
 _C_LIMIT = 1e15  # larger C is solved as this one (a soft margin whose multipliers exceed it is numerically hard)
 
@@ -101,13 +102,6 @@ def _check_fit_memory(problem: MarginProblem) -> None:
     check_memory(needed, f"A max-margin fit on {n} points × {d} features with {problem.n_blocks} blocks",
                  "Pass fewer points (a class-balanced subset), reduce the feature width (e.g. PCA), or use a "
                  "machine with more memory.")
-
-
-@functools.cache
-def _blas_controller() -> ThreadpoolController:
-    """The thread pools of the BLAS libraries loaded now (numpy's, scipy's), found once: a fresh search of every
-    loaded library per fit took 6 ms with torch loaded, a third of a small fit."""
-    return ThreadpoolController()
 
 
 class NotSeparableError(ValueError):
@@ -233,7 +227,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                              f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
         # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
         # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
-        with _blas_controller().limit(limits=1, user_api="blas"):
+        with one_thread():
             fits = self._fit_all(X, y_idx, init)
         self._store(X, fits)
         return self
@@ -268,8 +262,9 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             raise QPSolverError(f"The QP solvers could not solve the soft-margin problem for {what} (C={self.C}): "
                                 "the features are too badly conditioned. Standardise them, or use a smaller C.")
         certified = result.converged and result.max_violation <= self.tol
-        if not certified and self.C is None and not is_separable(problem):  # a QP solver may stop on an
-            # infeasible problem without saying so (Clarabel's AlmostSolved): the LP decides
+        if not certified and self.C is None and lp_bytes(problem) <= _LP_BYTES and not is_separable(problem):
+            # a QP solver may stop on an infeasible problem without saying so (Clarabel's AlmostSolved): the LP
+            # decides (when it fits in memory; otherwise the warning below says the fit is uncertified)
             raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")
         if not result.converged:
             warnings.warn(f"No optimality certificate after max_rounds={self.max_rounds} working-set rounds "
@@ -290,9 +285,12 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
     def _solve_soft_as_hard(solve, problem, C):
         """For a very large C, the hard-margin solution when it exists and all its multipliers are ≤ C: then it
         satisfies the soft-margin KKT conditions exactly (ξ = 0), and the soft QP would be badly scaled."""
-        if not is_separable(problem):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                result = solve(C=None)
+        except QPSolverError:
             return None
-        result = solve(C=None)
         if result.infeasible or not result.converged or result.alpha.sum(1).max() > C:
             return None
         return result
@@ -318,6 +316,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             "Train the network to 100% training accuracy first, or pass C=<float> (e.g. C=1.0) for a soft margin.")
 
     # -- learned attributes -------------------------------------------------------------------------------------
+    @np.errstate(over="ignore", under="ignore")
     def _store(self, X, fits):
         coefs, intercepts, betas, margins, violations, gaps, rounds = [], [], [], [], [], [], []
         for result, (problem, norm) in fits:
@@ -340,6 +339,10 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             rounds.append(result.rounds)
         self.coef_ = np.vstack(coefs)
         self.intercept_ = np.concatenate(intercepts)
+        if not (np.isfinite(self.coef_).all() and np.isfinite(self.intercept_).all()):
+            raise ValueError("The max-margin solution of these features overflows float64 (features of size "
+                             f"{np.abs(X).max():.1e} need weights of about their inverse). Rescale the features, "
+                             "e.g. X / np.abs(X).max(), and divide coef_ by the same factor.")
         beta = np.hstack(betas)  # (n, 1) binary, (n, K) CS or OvR
         active = np.abs(beta).max(1)
         self.support_ = np.flatnonzero(active > 1e-7 * max(active.max(), np.finfo(float).tiny))

@@ -31,7 +31,7 @@ def approximate_solution(problem: MarginProblem, C: float | None = None, tol: fl
     multi = "crammer_singer" if K > 1 else "ovr"
     labels = problem.y if K > 1 else (problem.y > 0).astype(np.int64)
     svc = LinearSVC(C=1e4 if C is None else min(float(C), 1e8), loss="hinge", dual=True, tol=tol,
-                    multi_class=multi, fit_intercept=problem.free_bias, intercept_scaling=10.0,
+                    multi_class=multi, fit_intercept=problem.free_bias, intercept_scaling=1.0,
                     max_iter=max_iter, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

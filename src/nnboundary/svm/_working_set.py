@@ -46,7 +46,8 @@ class WorkingSetResult:
 
 
 _WHOLE_PROBLEM_UNITS = 1000  # up to this many units, the first QP is the whole problem (no seeding)
-_SEED_MARGIN = 1.25  # units whose margin under the approximate solution is below this seed the working set
+_SEED_MARGIN = 1.02  # units whose margin under the approximate solution is below this seed the working set
+_CLEARLY_INACTIVE = 5e-3  # an inactive unit this far above the margin leaves the working set after one round
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     ``progress`` (optional) is called with a :class:`RoundProgress` after every round.
 
     To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for three rounds in a row
-    leave the working set; they are checked again every round like every other point and come back if
+    leave the working set (after one round when their margin exceeds 1 + 5e-3); they are checked again every round like every other point and come back if
     violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
 
     Time per round: one pass over all points (O(n·K·d)) plus the restricted QP; memory O(n·K) for the margin
@@ -131,13 +132,14 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         outside = np.flatnonzero(violation > tol)
         if progress is not None:
             progress(RoundProgress(rounds, len(S), len(outside), max_violation, _gap_bound(problem, qp, g, C),
-                                   qp.status, time.perf_counter() - start))
+                                   f"{qp.status}, {qp.iterations} iterations", time.perf_counter() - start))
         if len(outside) == 0 or rounds >= max_rounds:
             return _result(problem, qp, S, C, rounds, infeasible=False, converged=len(outside) == 0)
-        outside = _units_to_add(violation, len(outside), chunk)
+        outside = _units_to_add(violation, len(outside), chunk, top_up=max(50, len(S) // 20))
         inactive = (qp.alpha <= 1e-9 * max(qp.alpha.max(), 1e-300)) & (slack_in_S < -1e-6)
         idle = np.where(inactive, idle + 1, 0)
-        keep = idle < 3 if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
+        clear = inactive & (slack_in_S < -_CLEARLY_INACTIVE)  # far above the margin: no reason to wait
+        keep = ((idle < 3) & ~clear) if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
 
@@ -148,7 +150,7 @@ def _gap_bound(problem: MarginProblem, qp, g: np.ndarray, C: float | None) -> fl
     g = np.where(problem.valid_units(), g, np.inf)
     if C is None:
         g_min = float(g.min())
-        return half_norm * (1.0 / g_min ** 2 - 1.0) if g_min > 0 else np.inf
+        return max(half_norm * (1.0 / g_min ** 2 - 1.0), 0.0) if g_min > 0 else np.inf
     hinge = np.maximum(1.0 - g, 0.0).max(1)
     restricted = half_norm + float(C) * float(qp.xi.sum())
     return max(half_norm + float(C) * float(hinge.sum()) - restricted, 0.0)
@@ -170,13 +172,15 @@ def _confirm_infeasible(problem: MarginProblem, S: np.ndarray) -> None:
         "(solved on centred features), rescale the features, or pass C for a soft margin.")
 
 
-def _units_to_add(violation: np.ndarray, n_violated: int, chunk: int) -> np.ndarray:
-    """The violated units, most violated first, topped up with the nearest-to-violated ones up to ``chunk``.
+def _units_to_add(violation: np.ndarray, n_violated: int, chunk: int, top_up: int) -> np.ndarray:
+    """The violated units, most violated first, topped up with the nearest-to-violated ones to ``top_up``
+    units (at most ``chunk``).
 
     Adding units that sit just above the margin (violation slightly below 0) anticipates the next round's
-    violators: it costs a slightly larger QP but saves whole rounds of one or two new units each.
+    violators: it costs a slightly larger QP but saves whole rounds of one or two new units each. The caller keeps
+    the top-up a small share of the working set, since the dual QP's cost grows like its size cubed.
     """
-    take = min(max(n_violated, chunk // 2), chunk, int(np.isfinite(violation).sum()))
+    take = min(max(n_violated, min(chunk // 2, top_up)), chunk, int(np.isfinite(violation).sum()))
     return np.argpartition(-violation, take - 1)[:take]
 
 
