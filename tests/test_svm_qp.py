@@ -142,8 +142,8 @@ def test_working_set_rounds_reach_the_whole_problem_solution(n_classes, C, monke
         y[:10] = (y[:10] + 1) % n_classes
     seed = working_set.approximate_solution  # a poor first working set (liblinear's is often exact): many rounds
     monkeypatch.setattr(working_set, "approximate_solution",
-                        lambda problem, C: (lambda W, b: (W * 0.3 + np.random.default_rng(0).normal(
-                            size=W.shape) * np.abs(W).mean(), b))(*seed(problem, C)))
+                        lambda problem, C, tight: (lambda W, b: (W * 0.3 + np.random.default_rng(0).normal(
+                            size=W.shape) * np.abs(W).mean(), b))(*seed(problem, C, tight=tight)))
     rounds = MaxMarginClassifier(C=C).fit(X, y)
     warm = MaxMarginClassifier(C=C).fit(X, y, init_support=rounds.support_)
     monkeypatch.setattr(working_set, "_WHOLE_PROBLEM_UNITS", 10**9)

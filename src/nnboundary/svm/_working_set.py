@@ -47,6 +47,7 @@ class WorkingSetResult:
 
 _WHOLE_PROBLEM_UNITS = 1000  # up to this many units, the first QP is the whole problem (no seeding)
 _SEED_MARGIN = 1.02  # units whose margin under the approximate solution is below this seed the working set
+_PRIMAL_VARIABLES = 2500  # up to this many QP variables (K·(d+1)) the primal method is the cheap one
 _CLEARLY_INACTIVE = 5e-3  # an inactive unit this far above the margin leaves the working set after one round
 
 
@@ -71,6 +72,12 @@ class RoundProgress:
     problem: str = ""
 
 
+def _dual_regime(problem: MarginProblem) -> bool:
+    """Whether the restricted QPs will be solved in the dual (K·(d+1) above ``_PRIMAL_VARIABLES``): its cost
+    grows like the working set's size cubed, so the set is kept tight; the primal's hardly depends on it."""
+    return problem.n_blocks * (problem.n_features + 1) > _PRIMAL_VARIABLES
+
+
 def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None,
                C: float | None = None) -> np.ndarray:
     """First working set.
@@ -78,7 +85,8 @@ def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | Non
     A small problem (at most 1000 units) is solved whole: one interior-point solve costs less than the warm start
     that would pick a subset. With ``init_samples`` (a warm start, e.g. the previous support set during training):
     all units of those samples. Otherwise the units of small margin under a cheap approximate solution (see
-    ``_warm_start``): those below ``_SEED_MARGIN``, at least ``min(size // 4, 500)`` and at most ``size``.
+    ``_warm_start``): for the primal method the ``size`` smallest; for the dual one (see :func:`_dual_regime`) those
+    below ``_SEED_MARGIN``, at least ``min(size // 4, 500)`` and at most ``size``.
     """
     per = problem.units_per_sample
     valid = problem.valid_units().ravel()
@@ -89,9 +97,9 @@ def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | Non
         units = units[valid[units]]
         if len(np.unique(problem.y[units // per])) > 1:  # a one-class seed says nothing about the boundary
             return units
-    W, b = approximate_solution(problem, C)
+    W, b = approximate_solution(problem, C, tight=_dual_regime(problem))
     g = np.where(valid, problem.margins(W, b).ravel(), np.inf)
-    below = int((g < _SEED_MARGIN).sum())
+    below = int((g < _SEED_MARGIN).sum()) if _dual_regime(problem) else size
     take = int(min(max(below, min(size // 4, 500), 1), size, valid.sum()))
     units = np.argpartition(g, take - 1)[:take] if take < len(g) else np.flatnonzero(valid)
     return np.unique(units)
@@ -104,7 +112,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     ``progress`` (optional) is called with a :class:`RoundProgress` after every round.
 
     To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for three rounds in a row
-    leave the working set (after one round when their margin exceeds 1 + 5e-3); they are checked again every round like every other point and come back if
+    leave the working set (in the dual regime after one round when their margin exceeds 1 + 5e-3); they are checked again every round like every other point and come back if
     violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
 
     Time per round: one pass over all points (O(n·K·d)) plus the restricted QP; memory O(n·K) for the margin
@@ -135,10 +143,11 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
                                    f"{qp.status}, {qp.iterations} iterations", time.perf_counter() - start))
         if len(outside) == 0 or rounds >= max_rounds:
             return _result(problem, qp, S, C, rounds, infeasible=False, converged=len(outside) == 0)
-        outside = _units_to_add(violation, len(outside), chunk, top_up=max(50, len(S) // 20))
+        top_up = max(50, len(S) // 20) if _dual_regime(problem) else chunk // 2
+        outside = _units_to_add(violation, len(outside), chunk, top_up)
         inactive = (qp.alpha <= 1e-9 * max(qp.alpha.max(), 1e-300)) & (slack_in_S < -1e-6)
         idle = np.where(inactive, idle + 1, 0)
-        clear = inactive & (slack_in_S < -_CLEARLY_INACTIVE)  # far above the margin: no reason to wait
+        clear = inactive & (slack_in_S < -_CLEARLY_INACTIVE) & _dual_regime(problem)  # far above: no need to wait
         keep = ((idle < 3) & ~clear) if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
