@@ -236,3 +236,29 @@ def test_not_separable_is_still_certified():
     X = np.tile(np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]]), (400, 1))
     with pytest.raises(NotSeparableError):
         MaxMarginClassifier().fit(X, np.tile([0, 0, 1, 1], 400))
+
+
+@pytest.mark.parametrize("multiclass,K", [("crammer_singer", 2), ("crammer_singer", 4), ("ovr", 3)])
+def test_features_on_an_accelerator_are_checked_where_they_live(multiclass, K, monkeypatch):
+    """A torch tensor (here on the CPU; CUDA runs the same code) goes through the device backend: the whole-data
+    passes and the Gram blocks run in torch, and the answer is the NumPy one."""
+    torch = pytest.importorskip("torch")
+    import nnboundary.svm._backend as backend
+    X, y = collapse_like(1500, 12, K, seed=9)
+    calls = {"scores": 0, "gram": 0}
+    for name in calls:
+        real = getattr(backend.DeviceFeatures, name)
+
+        def counted(self, *a, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(self, *a)
+        monkeypatch.setattr(backend.DeviceFeatures, name, counted)
+    forced("dual", monkeypatch)
+    on_device = MaxMarginClassifier(multiclass=multiclass).fit(torch.as_tensor(X, dtype=torch.float32), y)
+    host = MaxMarginClassifier(multiclass=multiclass).fit(X.astype(np.float32).astype(np.float64), y)
+    assert calls["scores"] > 0 and calls["gram"] > 0
+    assert on_device.max_violation_ <= on_device.tol
+    a, b = on_device.coef_.ravel(), host.coef_.ravel()
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 1 - 1e-9
+    labels = torch.as_tensor(y)
+    assert (on_device.predict(X) == y).all() and MaxMarginClassifier().fit(torch.as_tensor(X), labels).max_violation_ <= 1e-8

@@ -55,7 +55,7 @@ class RestrictedDual:
             rows = np.arange(self.p)
             self.C_units[rows, y.astype(np.int64)] = 1.0
             self.C_units[rows, rivals] = -1.0
-        G = self.Hs @ self.Hs.T  # (m_s, m_s)
+        G = self.Hs @ self.Hs.T if problem.device is None else problem.device.gram(self.samples)  # (m_s, m_s)
         self.Q = G[np.ix_(self.us, self.us)] * (self.C_units @ self.C_units.T)
         self.E, self.eq_classes = self._bias_rows(problem.free_bias)
 

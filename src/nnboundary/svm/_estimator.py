@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from nnboundary.svm._backend import DeviceFeatures, is_device_array, to_host
 from nnboundary.svm._memory import check_memory
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._qp import QPSolverError
@@ -215,6 +216,9 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             Training-point indices to put in the first working set (warm start, e.g. the previous support set).
         """
         self._validate_params()
+        like = X if is_device_array(X) else None  # an accelerator's array: the passes over all points run there
+        if like is not None:
+            X, y = to_host(X), (to_host(y) if is_device_array(y) else y)
         X, y = validate_data(self, X, y, dtype=np.float64, order="C")
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
@@ -228,23 +232,26 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
         # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
         with one_thread():
-            fits = self._fit_all(X, y_idx, init)
+            fits = self._fit_all(X, y_idx, init, like)
         self._store(X, fits)
         return self
 
-    def _fit_all(self, X, y_idx, init):
-        """One (result, transform) per QP: the binary problem, K one-vs-rest problems, or Crammer–Singer."""
-        if len(self.classes_) == 2:
-            return [self._solve(X, np.where(y_idx == 1, 1.0, -1.0), n_blocks=1, init=init, what="the two classes")]
-        if self.multiclass == "ovr":
-            return [self._solve(X, np.where(y_idx == k, 1.0, -1.0), n_blocks=1, init=init,
-                                what=f"class {c!r} against the rest") for k, c in enumerate(self.classes_)]
-        return [self._solve(X, y_idx, n_blocks=len(self.classes_), init=init, what="the classes (Crammer–Singer)")]
-
-    def _solve(self, X, y, *, n_blocks, init, what):
+    def _fit_all(self, X, y_idx, init, like=None):
+        """One (result, transform) per QP: the binary problem, K one-vs-rest problems, or Crammer–Singer; the
+        features are normalised once (and put on the accelerator once, if they came from one)."""
         H, norm = _normalised(X, self.bias)
+        device = None if like is None else DeviceFeatures(H, like)
+        solve = functools.partial(self._solve, H, norm, device=device, init=init, n_points=len(X))
+        if len(self.classes_) == 2:
+            return [solve(np.where(y_idx == 1, 1.0, -1.0), n_blocks=1, what="the two classes")]
+        if self.multiclass == "ovr":
+            return [solve(np.where(y_idx == k, 1.0, -1.0), n_blocks=1, what=f"class {c!r} against the rest")
+                    for k, c in enumerate(self.classes_)]
+        return [solve(y_idx, n_blocks=len(self.classes_), what="the classes (Crammer–Singer)")]
+
+    def _solve(self, H, norm, y, *, n_blocks, init, what, device, n_points):
         scale = norm.scale
-        problem = MarginProblem(H, y, n_blocks, free_bias=self.bias == "free")
+        problem = MarginProblem(H, y, n_blocks, free_bias=self.bias == "free", device=device)
         n_vars = n_blocks * H.shape[1] + problem.n_bias
         _check_fit_memory(problem)
         # ½‖W‖² scales by scale² in the solver's units; beyond _C_LIMIT a soft margin is numerically a hard one
@@ -257,7 +264,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             result = solve(C=C)
         if result.infeasible and C is None:
             raise self._not_separable(what, "Clarabel returned an infeasibility certificate for a subset of the "
-                                            f"{len(X)} points, and a linear program (HiGHS) confirmed it")
+                                            f"{n_points} points, and a linear program (HiGHS) confirmed it")
         if result.infeasible:  # a soft margin always exists: a solver that says otherwise failed
             raise QPSolverError(f"The QP solvers could not solve the soft-margin problem for {what} (C={self.C}): "
                                 "the features are too badly conditioned. Standardise them, or use a smaller C.")

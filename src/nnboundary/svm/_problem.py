@@ -38,12 +38,15 @@ class MarginProblem:
         1 for the binary problem, K for Crammer–Singer.
     free_bias : bool
         Whether an unpenalised bias per block is a variable of the problem.
+    device : DeviceFeatures or None
+        The same H on an accelerator (see ``_backend``): the passes over all points then run there.
     """
 
     H: np.ndarray
     y: np.ndarray
     n_blocks: int
     free_bias: bool
+    device: object = None
 
     @property
     def n_samples(self) -> int:
@@ -74,7 +77,7 @@ class MarginProblem:
         ndarray of shape (n_samples, units_per_sample)
             Binary: yᵢ(w·hᵢ + b). Crammer–Singer: score gaps, ``+inf`` in the true-class column (not a unit).
         """
-        scores = self.H @ W.T + b  # (n, n_blocks)
+        scores = self.H @ W.T + b if self.device is None else self.device.scores(W, b)  # (n, n_blocks)
         if self.n_blocks == 1:
             return self.y[:, None] * scores
         rows = np.arange(self.n_samples)
