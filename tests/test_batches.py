@@ -21,18 +21,18 @@ _KEYS = ("separable", "cosine", "angle_deg", "nn_margin", "svm_margin", "margin_
 
 def _hand_hook(model, loader, *, drop=()):
     """The reference: a pre-hook on model.classifier, model(**inputs) on the true inputs, nothing else."""
-    feats, labels = [], []
+    feats, labels, logits = [], [], []
     handle = model.classifier.register_forward_pre_hook(lambda m, a: feats.append(a[0].detach().double()))
     model.eval()
     try:
         with torch.no_grad():
             for batch in loader:
                 inputs = {k: v for k, v in batch.items() if k != "labels" and k not in drop}
-                model(**inputs)
+                logits.append(model(**inputs).logits.double())
                 labels.append(batch["labels"])
     finally:
         handle.remove()
-    return torch.cat(feats).numpy(), torch.cat(labels).numpy()
+    return torch.cat(feats).numpy(), torch.cat(labels).numpy(), torch.cat(logits).numpy()
 
 
 def test_acceptance_hf_model_with_dict_batches_matches_a_hand_written_hook():
@@ -40,16 +40,16 @@ def test_acceptance_hf_model_with_dict_batches_matches_a_hand_written_hook():
     ids, mask, labels = hf_examples()
     loader = DataLoader(DictDataset(ids, mask, labels), batch_size=16)
     result = nnboundary.analyze(model, loader, head="classifier")
-    H, y = _hand_hook(model, loader)
+    assert model.training  # train/eval flags restored
+    H, y, Z = _hand_hook(model, loader)
     W, b = head_params(model.classifier)
-    ref = analyze_features(H, y, W, b, head_name="classifier")
+    ref = analyze_features(H, y, W, b, logits=Z, head_name="classifier")
     np.testing.assert_allclose(result.features, H, rtol=0, atol=1e-12)
     np.testing.assert_array_equal(result.labels, y)
     for key in _KEYS:
         assert result.summary[key] == pytest.approx(ref.summary[key], rel=1e-9, abs=1e-12, nan_ok=True), key
-    H_nomask, _ = _hand_hook(model, loader, drop=("attention_mask",))
+    H_nomask, _, _ = _hand_hook(model, loader, drop=("attention_mask",))
     assert np.abs(H_nomask - H).max() > 1e-3  # the mask matters: dropping it would analyse another function
-    assert model.training  # train/eval flags restored
 
 
 def test_hf_output_objects_and_tuples_are_checked_against_the_head():

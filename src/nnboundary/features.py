@@ -282,6 +282,12 @@ def _to_loader(data: Any, y: Any, batch_size: int, label_keys: Sequence[str]) ->
         data, y = data
     if isinstance(data, Mapping):  # a dict of input arrays (input_ids, attention_mask, ...) sliced together
         return _dict_batches(dict(data), y, batch_size, label_keys)
+    is_batches = (isinstance(data, list) and data and isinstance(data[0], Mapping)) or (
+        not isinstance(data, (Tensor, np.ndarray, list, tuple)) and isinstance(data, Iterable))
+    if is_batches:  # a list of dict batches, a generator of batches
+        if y is not None:
+            raise ValueError("Pass labels inside the batches, not as y=, when data is an iterable of batches.")
+        return data, None
     X = _as_tensor(data)
     if X.ndim == 0:
         raise ValueError(f"X must have a sample axis, got a 0-d value {X!r}.")
@@ -443,8 +449,8 @@ def extract_features(
     Parameters
     ----------
     model : nn.Module
-    data : Tensor or ndarray of shape (N, *), tuple (X, y), dict of arrays, Dataset or DataLoader
-        Batches are read as the module docstring says: ``x``, ``(x, y)``, or a dict whose label key holds the labels
+    data : Tensor or ndarray of shape (N, *), tuple (X, y), dict of arrays, Dataset, DataLoader, or an iterable of
+        batches (a list of dicts, a generator). Batches are read as the module docstring says: ``x``, ``(x, y)``, or a dict whose label key holds the labels
         and whose other keys all go to ``model(**batch)``.
     head : str, nn.Module or SplitClassifier, default=None
         The head. None: the ``nn.Linear`` whose output is the model's output on the first batch. A named head is
