@@ -92,8 +92,8 @@ def verdict(summary: dict[str, Any]) -> str:
                 f"{acc:.4f}), so the claim does not apply yet; train to 100 % training accuracy.")
     close = closeness(summary)
     return (f"separable, {close}: the claim applies; the head is {summary.get('angle_deg'):.3g}° from the max-margin "
-            f"SVM with {summary.get('margin_ratio'):.3g} of its margin ({close}: angle <= "
-            + ", ".join(f"{a:g}° and ratio >= {r:g} for {w}" for w, a, r in CLOSENESS) + ", else far).")
+            f"SVM with {summary.get('margin_ratio'):.3g} of its margin (thresholds: "
+            + "; ".join(f"{w} if angle <= {a:g}° and margin ratio >= {r:g}" for w, a, r in CLOSENESS) + "; else far).")
 
 
 # ----------------------------------------------------------------------------- result
