@@ -124,7 +124,7 @@ def plot_svm_nn_plane(result: Any, path: str | os.PathLike, *, dpi: float = 120)
     H, y = result.features, result.labels
     K = int(result.summary["n_classes"])
     pairs = [(0, 1)] if K == 2 else _worst_pairs(result)
-    fig, axes = new_figure(1, len(pairs), (4.6 * len(pairs), 4.2))
+    fig, axes = new_figure(1, len(pairs), (max(5.6, 4.6 * len(pairs)), 4.4))
     colors = class_colors(K)
     support = np.zeros(len(y), dtype=bool)
     support[result.support] = True
@@ -161,7 +161,7 @@ def plot_svm_nn_plane(result: Any, path: str | os.PathLike, *, dpi: float = 120)
         ax.set_xlabel("along the SVM normal")
         ax.set_ylabel("NN normal, part orth. to the SVM normal")
         ax.legend(fontsize="x-small", loc="best")
-    fig.suptitle("features on the plane of the SVM and NN normals (SVM margins dotted)", fontsize=10)
+    fig.suptitle("features on the plane of the SVM and NN normals\n(SVM margins dotted)", fontsize=9)
     return save_figure(fig, path, dpi)
 
 
