@@ -152,11 +152,8 @@ def split_classifier(
 
     Raises
     ------
-    HeadNotFoundError
-        No head, several possible heads, a last layer that is not ``nn.Linear``, or a head whose width is not the
-        number of logits; the message lists the candidates.
-    TypeError
-        ``model`` is not an ``nn.Module`` or the named head is not an ``nn.Linear``.
+    HeadNotFoundError, TypeError
+        As :func:`~nnboundary.models.heads.find_head`.
     """
     mod, name = find_head(model, head, n_classes=n_classes)
     return SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
