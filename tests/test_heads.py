@@ -96,3 +96,20 @@ def test_unreadable_output_is_one_clear_error():
 
     with pytest.raises(HeadNotFoundError, match="Could not find logits.*forward="):
         extract_features(Weird(), torch.randn(4, 2))
+
+
+def test_named_head_registered_before_a_projection_is_kept_without_data():
+    class WithProjection(nn.Module):  # the projection is registered last but is not the output
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(4, 6)
+            self.fc = nn.Linear(6, 3)
+            self.proj = nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.body(x)))
+
+    model = WithProjection()
+    assert find_head(model, "fc") == (model.fc, "fc")  # what training's head re-init calls
+    assert describe(model, head="fc", example=torch.randn(2, 4)).head_name == "fc"
+    assert describe(model, example=torch.randn(2, 4)).head_name == "fc"

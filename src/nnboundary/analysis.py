@@ -182,8 +182,8 @@ class Analysis:
         existing = [f for f in _FILES if (out / f).exists()]
         if existing and not overwrite:
             raise FileExistsError(
-                f"{out} already holds an analysis ({', '.join(existing)}). Pass overwrite=True "
-                "(--overwrite) or choose another directory."
+                f"{out} already holds an analysis ({', '.join(existing)}). Pass overwrite=True (the CLI's "
+                "--force) or choose another directory."
             )
         atomic_write(out / "summary.json", lambda f: f.write(_dumps(self.summary).encode()), binary=True)
         atomic_write(out / "settings.json", lambda f: f.write(_dumps(self.settings).encode()), binary=True)

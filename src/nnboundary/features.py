@@ -711,7 +711,8 @@ def describe(
             split = SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
             _forward_batch(split, b, forward)
     else:
-        split = split_classifier(model, head, n_classes)
+        mod, name = find_head(model, head, n_classes=n_classes, strict=True)
+        split = SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
     return HeadInfo(
         model_class=type(model).__name__,
         head_name=split.head_name,

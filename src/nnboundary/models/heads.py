@@ -97,7 +97,7 @@ def _resolve(model: nn.Module, head: str | nn.Module) -> tuple[nn.Linear, str]:
 
 
 def find_head(model: nn.Module, head: str | nn.Module | None = None, *,
-              n_classes: int | None = None) -> tuple[nn.Linear, str]:
+              n_classes: int | None = None, strict: bool = False) -> tuple[nn.Linear, str]:
     """The classifier's head and its dotted name, from the module tree alone (no forward pass).
 
     Parameters
@@ -108,6 +108,10 @@ def find_head(model: nn.Module, head: str | nn.Module | None = None, *,
     n_classes : int, default=None
         Number of logits the model produces, if known (1 for a single-logit binary head). A named head with another
         ``out_features`` is refused.
+    strict : bool, default=False
+        With a named head and ``n_classes`` unknown: refuse it when the model ends in an ``nn.Linear`` of another
+        width (a hidden layer was named). Off by default, because a layer registered last need not run last (a
+        projection head registered after the classifier); ``describe`` without data turns it on.
 
     Returns
     -------
@@ -127,12 +131,13 @@ def find_head(model: nn.Module, head: str | nn.Module | None = None, *,
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
     if head is not None:
         mod, name = _resolve(model, head)
-        K = n_classes if n_classes is not None else _static_n_outputs(model)
+        K = n_classes if n_classes is not None else (_static_n_outputs(model) if strict else None)
         if K is not None and mod.out_features != K:
+            how = "" if n_classes is not None else " (its last layer, by registration order)"
             raise HeadNotFoundError(
-                f"Head {name!r} has {mod.out_features} outputs but the model produces {K} logits, so its output is "
-                f"not the model's output (a hidden layer?). Pass the layer that produces the logits; "
-                f"{candidates_text(model)}.")
+                f"Head {name!r} has {mod.out_features} outputs but the model produces {K} logits{how}, so its output "
+                "is not the model's output (a hidden layer?). Pass the layer that produces the logits, or pass data "
+                f"to check with one forward pass; {candidates_text(model)}.")
         return mod, name
     lins = linear_modules(model)
     if not lins:
