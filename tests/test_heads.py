@@ -113,3 +113,30 @@ def test_named_head_registered_before_a_projection_is_kept_without_data():
     assert find_head(model, "fc") == (model.fc, "fc")  # what training's head re-init calls
     assert describe(model, head="fc", example=torch.randn(2, 4)).head_name == "fc"
     assert describe(model, example=torch.randn(2, 4)).head_name == "fc"
+
+
+# ----------------------------------------------------------------------------- optional: the real libraries
+
+
+def test_timm_models_when_installed():
+    timm = pytest.importorskip("timm")
+    x = torch.randn(2, 3, 224, 224)
+    resnet = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    assert extract_features(resnet, x).head_name == "fc"
+    deit = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, num_classes=3)
+    assert find_head(deit)[1] == "head"
+    with pytest.raises(HeadNotFoundError, match="mean of two heads"):
+        extract_features(deit, x)
+
+
+def test_hugging_face_bert_when_installed():
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.BertConfig(vocab_size=40, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                  intermediate_size=16, num_labels=3)
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification(cfg)
+    ids = torch.randint(1, 40, (12, 5))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+             "labels": torch.arange(12) % 3}
+    ext = extract_features(model, [batch])
+    assert ext.head_name == "classifier" and ext.features.shape == (12, 8)

@@ -51,11 +51,9 @@ def _fmt(name: str, m: nn.Linear) -> str:
     return f"{name or '<model>'} (Linear {m.in_features}->{m.out_features})"
 
 
-def candidates_text(model: nn.Module, names: list[str] | None = None) -> str:
+def candidates_text(model: nn.Module) -> str:
     """A short list of the model's linear layers for messages: the last ``_MAX_LISTED`` (those nearest the output)."""
     lins = linear_modules(model)
-    if names is not None:
-        lins = [(n, m) for n, m in lins if n in names]
     if not lins:
         return "the model has no nn.Linear modules"
     shown = [_fmt(n, m) for n, m in lins[-_MAX_LISTED:]]
