@@ -139,6 +139,8 @@ def alignment_figure(curves: Any, *, metrics: Sequence[str] = ("angle_deg", "mar
             ok0 = init & sep
             ax0.plot(np.zeros(ok0.sum()), value[ok0], "s", color="tab:blue", markersize=4)
             ax0.plot(np.zeros((init & ~sep).sum()), value[init & ~sep], "x", color="tab:red", markersize=6, mew=1.5)
+            if lim is not None:
+                _mark_outside(ax0, np.zeros(init.sum()), value[init], lim, np.ones(init.sum(), dtype=bool))
             ax0.set_xticks([0])
             ax0.set_xlim(-1, 1)
             ax0.grid(True, alpha=0.3)
@@ -160,8 +162,8 @@ def _mark_outside(ax: Any, step: np.ndarray, value: np.ndarray, lim: tuple[float
         if np.isfinite(v) and (v < lo or v > hi):
             y = lo if v < lo else hi
             ax.plot([t], [y], "v" if v < lo else "^", color="tab:purple", markersize=6, clip_on=False)
-            ax.annotate(f"{v:.3g}", (t, y), textcoords="offset points", xytext=(4, 4 if v > hi else -10),
-                        fontsize=7, color="tab:purple")
+            ax.annotate(f"{v:.3g}", (t, y), textcoords="offset points", xytext=(-8, -12 if v > hi else 5),
+                        fontsize=7, color="tab:purple", annotation_clip=False)
 
 
 def plot_alignment_curves(curves: Any, path: str | os.PathLike, *,
