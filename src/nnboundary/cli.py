@@ -306,8 +306,16 @@ def _load_model(model_file: Path, device: Optional[str], factory: Optional[str],
     dev = resolve_device(device or "cpu")
     if allow_pickle and factory is None and model_file.is_file() and not is_torchscript_file(model_file):
         _err().print(escape(PICKLE_WARNING), style="bold yellow", highlight=False, soft_wrap=True)
-    return load_model_file(model_file, factory=factory, factory_kwargs=_factory_kwargs(factory_kwargs),
-                           allow_pickle=allow_pickle, map_location=dev)
+    import logging
+
+    io_log = logging.getLogger("nnboundary.io")
+    level = io_log.level
+    io_log.setLevel(logging.ERROR)  # the pickle warning was printed above; the library's log line would repeat it
+    try:
+        return load_model_file(model_file, factory=factory, factory_kwargs=_factory_kwargs(factory_kwargs),
+                               allow_pickle=allow_pickle, map_location=dev)
+    finally:
+        io_log.setLevel(level)
 
 
 def _describe_table(info: Any, title: str) -> Table:

@@ -641,7 +641,9 @@ def neural_collapse(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray |
     * ``nc1 = Tr(Σ_W Σ_B⁺) / K`` — within-class variability against between-class spread; ≥ 0, → 0 at collapse.
     * ``nc2_equinorm = std_k ‖M_k‖ / mean_k ‖M_k‖`` (population std) — ≥ 0, → 0 when the centred class means have
       equal norms.
-    * ``nc2_equiangular = mean_{k≠l} |cos(M_k, M_l) + 1/(K−1)|`` — in [0, 2], → 0 for a simplex ETF.
+    * ``nc2_equiangular = mean_{k≠l} |cos(M_k, M_l) + 1/(K−1)|`` — in [0, 2], → 0 for a simplex ETF. (For K = 2
+      the two centred means are opposite, so this is 0 by construction, and so is ``nc2_equinorm`` when the two
+      classes are equally large.)
     * ``nc3_self_duality = ‖W̃/‖W̃‖_F − M/‖M‖_F‖²_F`` with W̃ the row-centred head (a single-logit head is the pair
       of rows (0, w) first) — in [0, 4], → 0 when the head is the centred class means up to scale.
     * ``nc4_ncc_mismatch`` — share of the points where the network's prediction (``pred``, default the head's
