@@ -551,8 +551,10 @@ def analyze_features(
         agreement_grid (D = 2)]; n_support, sv_overlap_precision, sv_overlap_jaccard (support vs
         the n_support smallest NN margins), sv_overlap_precision_loss, sv_overlap_jaccard_loss
         (vs the highest losses); loss, accuracy[, test_loss, test_accuracy]; weight_norm,
-        bias_norm; and with a regularised SVM: cosine_reg, angle_deg_reg, margin_ratio_reg,
-        bias_offset_reg, agreement_train_reg.
+        bias_norm; the neural-collapse metrics nc1, nc2_equinorm, nc2_equiangular, nc3_self_duality,
+        nc4_ncc_mismatch (:func:`~nnboundary.metrics.neural_collapse`); the verdict: status
+        (:func:`claim_status`) and closeness (:func:`closeness`); and with a regularised SVM: cosine_reg,
+        angle_deg_reg, margin_ratio_reg, bias_offset_reg, agreement_train_reg.
 
     Raises
     ------
