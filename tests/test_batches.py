@@ -72,6 +72,8 @@ def test_dict_of_arrays_and_custom_label_key():
     b = extract_features(model, [{"input_ids": ids, "attention_mask": mask, "target": labels}], label_key="target")
     np.testing.assert_allclose(a.features, b.features, atol=1e-12)
     np.testing.assert_array_equal(a.labels, labels.numpy())
+    c = extract_features(model, [({"input_ids": ids, "attention_mask": mask}, labels)])  # (inputs_dict, y)
+    np.testing.assert_allclose(c.features, a.features, atol=1e-12)
     with pytest.raises(TypeError, match="'target'.*label_key="):  # the label key went to forward(): say so
         extract_features(model, [{"input_ids": ids, "attention_mask": mask, "target": labels}])
 

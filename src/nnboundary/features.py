@@ -13,8 +13,8 @@ Batches
 Every batch of a DataLoader / Dataset (or the arrays given directly) is read like this:
 
 * a tensor or array ``x``: ``model(x)``, no labels;
-* a tuple or list ``(x,)`` or ``(x, y)``: ``model(x)``, labels ``y``. Longer tuples are refused (an item would be
-  dropped silently): pass ``forward=``;
+* a tuple or list ``(x,)`` or ``(x, y)``: ``model(x)``, labels ``y``; ``x`` a dict: ``model(**x)``. Longer tuples
+  are refused (an item would be dropped silently): pass ``forward=``;
 * a dict (Hugging Face convention, also ``BatchEncoding``): the label key (the first of ``label_key`` present,
   default ``("labels", "label", "y")``) holds the labels, and **every other key** goes to ``model(**inputs)``, so
   ``attention_mask`` and friends are never dropped;
@@ -279,7 +279,7 @@ def _to_loader(data: Any, y: Any, batch_size: int, label_keys: Sequence[str]) ->
         data, y = data
     if isinstance(data, Mapping):  # a dict of input arrays (input_ids, attention_mask, ...) sliced together
         return _dict_batches(dict(data), y, batch_size, label_keys)
-    is_batches = (isinstance(data, list) and data and isinstance(data[0], Mapping)) or (
+    is_batches = (isinstance(data, list) and data and isinstance(data[0], (Mapping, tuple))) or (
         not isinstance(data, (Tensor, np.ndarray, list, tuple)) and isinstance(data, Iterable))
     if is_batches:  # a list of dict batches, a generator of batches
         if y is not None:
@@ -356,6 +356,8 @@ def _read_batch(batch: Any, label_keys: Sequence[str], forward: Forward | None) 
                 f"A batch has {len(batch)} items; nnboundary reads (x, y) and would drop items 2..{len(batch) - 1} "
                 "silently. Pass forward=lambda model, batch: model(batch[0], batch[2]) (whatever your model takes); "
                 "the labels are then read from item 1.")
+        if isinstance(batch[0], Mapping):  # (inputs_dict, y): every key of the dict goes to forward()
+            return _Batch("kwargs", dict(batch[0]), labels)
         return _Batch("args", (batch[0],), labels)
     if forward is not None:
         return _Batch("forward", batch, None)
@@ -447,7 +449,7 @@ def extract_features(
     ----------
     model : nn.Module
     data : Tensor or ndarray of shape (N, *), tuple (X, y), dict of arrays, Dataset, DataLoader, or an iterable of
-        batches (a list of dicts, a generator). Batches are read as the module docstring says: ``x``, ``(x, y)``, or a dict whose label key holds the labels
+        batches (a list of dicts or of (x, y) tuples, a generator). Batches are read as the module docstring says: ``x``, ``(x, y)``, or a dict whose label key holds the labels
         and whose other keys all go to ``model(**batch)``.
     head : str, nn.Module or SplitClassifier, default=None
         The head. None: the ``nn.Linear`` whose output is the model's output on the first batch. A named head is
