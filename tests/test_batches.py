@@ -136,3 +136,31 @@ def test_lightning_style_module_with_dict_batches_in_the_tracker(tmp_path):
         tracker.step(step, lit)
     assert [r["step"] for r in tracker.records] == [1, 3]
     assert tracker.records[-1]["head"] == "net.classifier" and "nc1" in tracker.records[-1]
+
+
+def test_real_lightning_trainer_with_dict_batches_when_installed(tmp_path):
+    L = pytest.importorskip("lightning")
+    from nnboundary.callbacks import AlignmentCallback
+
+    class Lit(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = TinyHFClassifier(K=2)
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.net(input_ids, attention_mask=attention_mask)
+
+        def training_step(self, batch, batch_idx):
+            out = self(batch["input_ids"], batch["attention_mask"])
+            return nn.functional.cross_entropy(out.logits, batch["labels"])
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.05)
+
+    ids, mask, labels = hf_examples(n=24, K=2)
+    loader = DataLoader(DictDataset(ids, mask, labels), batch_size=12)
+    tracker = nnboundary.AlignmentTracker(loader, out=tmp_path, schedule=[1, 4])
+    L.Trainer(max_steps=4, callbacks=[AlignmentCallback(tracker)], logger=False, enable_checkpointing=False,
+              enable_progress_bar=False, enable_model_summary=False).fit(Lit(), loader)
+    assert [r["step"] for r in tracker.records] == [1, 4]
+    assert tracker.records[-1]["head"] == "net.classifier"
