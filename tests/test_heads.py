@@ -4,6 +4,8 @@ import pytest
 import torch
 from torch import nn
 
+import nnboundary
+
 from nnboundary.features import describe, extract_features
 from nnboundary.models.heads import HeadNotFoundError, find_head, output_logits, probe_head
 
@@ -138,5 +140,19 @@ def test_hugging_face_bert_when_installed():
     ids = torch.randint(1, 40, (12, 5))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
              "labels": torch.arange(12) % 3}
+    batch["attention_mask"][::2, 3:] = 0  # padded rows: the mask changes the features
     ext = extract_features(model, [batch])
     assert ext.head_name == "classifier" and ext.features.shape == (12, 8)
+    seen = []
+    handle = model.classifier.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().double()))
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(**{k: v for k, v in batch.items() if k != "labels"})
+            model(input_ids=ids)  # the mask dropped: another function
+    finally:
+        handle.remove()
+    torch.testing.assert_close(torch.from_numpy(ext.features), seen[0])
+    assert (seen[1] - seen[0]).abs().max() > 1e-6  # BERT init (std 0.02) keeps activations small
+    result = nnboundary.analyze(model, [batch], head="classifier")
+    assert result.summary["head"] == "classifier" and "nc1" in result.summary
