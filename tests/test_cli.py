@@ -107,15 +107,16 @@ def saved_model(tmp_path):
 def test_analyze_prints_describe_and_summary_and_saves(saved_model, tmp_path) -> None:
     model_file, data_file = saved_model
     out = tmp_path / "analysis"
-    result = invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(out))
+    result = invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(out), "--allow-pickle")
     assert result.exit_code == 0, result.output
     assert "head" in result.output and "D = 2" in result.output  # describe() first
     assert "angle_deg" in result.output and "agreement_test" in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_samples"] == 72 and summary["head"] == "head"
     assert f"{summary['angle_deg']:.3g}" in result.output or f"{summary['angle_deg']:.1f}" in result.output
-    assert invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(out)).exit_code == 1
-    assert invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(out), "--force").exit_code == 0
+    assert invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(out)).exit_code == 2
+    assert invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(out), "--force",
+                  "--allow-pickle").exit_code == 0
 
 
 def test_analyze_help_warns_that_pickles_run_code() -> None:
@@ -126,15 +127,15 @@ def test_analyze_help_warns_that_pickles_run_code() -> None:
 def test_analyze_reports_bad_files_clearly(saved_model, tmp_path) -> None:
     model_file, _ = saved_model
     np.savez(tmp_path / "bad.npz", inputs=np.zeros((3, 2)))
-    result = invoke("analyze", str(model_file), "--data", str(tmp_path / "bad.npz"))
-    assert result.exit_code == 1 and "lacks" in result.output
+    result = invoke("analyze", str(model_file), "--data", str(tmp_path / "bad.npz"), "--allow-pickle")
+    assert result.exit_code == 2 and "lacks" in result.output
     missing = invoke("analyze", str(tmp_path / "nope.pt"), "--data", str(tmp_path / "bad.npz"))
-    assert missing.exit_code == 1 and "does not exist" in missing.output
+    assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
 def test_describe(saved_model) -> None:
     model_file, data_file = saved_model
-    result = invoke("describe", str(model_file), "--data", str(data_file))
+    result = invoke("describe", str(model_file), "--data", str(data_file), "--allow-pickle")
     assert result.exit_code == 0, result.output
     assert "Linear(2 -> 2" in result.output and "K = 2" in result.output
 

@@ -368,11 +368,12 @@ def test_fit_inverse_log_recovers_constant_from_later_half():
     t = np.geomspace(2, 1e5, 20)
     a = 37.0 / np.log(t)
     a[:10] += 100.0  # early transient: outside the later half, must not move the fit
-    c, n_used = fit_inverse_log(t, a)
-    assert c == pytest.approx(37.0) and n_used == 10
-    assert fit_inverse_log(np.r_[0, 1, t], np.r_[5, 5, a], fraction=1.0)[1] == 20  # steps <= 1 dropped
-    with pytest.raises(ValueError, match="step > 1"):
-        fit_inverse_log([0, 1], [3.0, 2.0])
+    fit = fit_inverse_log(t, a)
+    assert fit["c"] == pytest.approx(37.0) and fit["n_used"] == 10 and fit["r2"] == pytest.approx(1.0)
+    assert fit["step_min"] == pytest.approx(t[10]) and fit["step_max"] == pytest.approx(t[-1])
+    assert fit_inverse_log(np.r_[0, 1, t], np.r_[5, 5, a], fraction=1.0)["n_used"] == 20  # steps <= 1 dropped
+    assert fit_inverse_log(t, a, fraction=1.0)["r2"] < 0.9  # the transient: a poor fit, reported as such
+    assert np.isnan(fit_inverse_log([0, 1], [3.0, 2.0])["c"])
 
 
 def test_alignment_curves_missing_column_and_records(tmp_path):

@@ -180,9 +180,9 @@ def test_plot_writes_png_with_reference_fit(tmp_path):
 
 def test_fit_inverse_log_recovers_constant():
     t = np.array([1, 10, 100, 1000, 10000.0])
-    assert fit_inverse_log(t, 3.0 / np.log(np.maximum(t, 2))) == pytest.approx(3.0)
-    assert fit_inverse_log(t, 1 - 2.0 / np.log(np.maximum(t, 2)), target=1.0) == pytest.approx(-2.0)
-    assert np.isnan(fit_inverse_log(np.array([1.0]), np.array([1.0])))
+    assert fit_inverse_log(t, 3.0 / np.log(np.maximum(t, 2)), fraction=1.0)["c"] == pytest.approx(3.0)
+    assert fit_inverse_log(t, 1 - 2.0 / np.log(np.maximum(t, 2)), target=1.0, fraction=1.0)["c"] == pytest.approx(-2.0)
+    assert np.isnan(fit_inverse_log(np.array([1.0]), np.array([1.0]))["c"])
 
 
 # ----------------------------------------------------------------------------- Lightning adapter

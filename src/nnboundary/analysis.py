@@ -25,19 +25,75 @@ import pandas as pd
 from sklearn.base import clone
 
 from nnboundary import metrics as M
-from nnboundary.features import extract_features, head_params
+from nnboundary.features import LABEL_KEYS, extract_features, head_params
 
-__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "SUMMARY_KEYS"]
+__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svms", "SUMMARY_KEYS", "CLOSENESS",
+           "claim_status", "closeness", "verdict"]
 
 logger = logging.getLogger(__name__)
 
 #: Keys always present in ``Analysis.summary`` (others depend on the data: test set, D = 2, ...).
 SUMMARY_KEYS = (
     "cosine", "angle_deg", "margin_ratio", "bias_offset", "agreement_train", "n_support",
-    "sv_overlap_jaccard", "separable", "loss", "accuracy",
+    "sv_overlap_jaccard", "separable", "loss", "accuracy", "status", "closeness", *M.NC_KEYS,
 )
 _FILES = ("summary.json", "details.csv", "features.npz", "settings.json")
 _ACTIVE_TOL = 1e-4  # an SVM pair constraint within this of 1 counts as active
+
+
+# ----------------------------------------------------------------------------- verdict
+
+#: How close the head is to the SVM when the claim applies: the first row whose two bounds both hold.
+#: ``(word, largest angle_deg, smallest margin_ratio)``. "converged": the direction is within 2° and the NN's
+#: normalised margin is at least 90 % of the SVM's (the paper's converged runs and GD on logistic regression after
+#: 2000 steps, 0.2° / 0.99, are here); "approaching": within 15° and at least half the margin; "far" otherwise.
+CLOSENESS = (("converged", 2.0, 0.9), ("approaching", 15.0, 0.5))
+
+
+def claim_status(summary: dict[str, Any]) -> str:
+    """Does the claim apply? The words ``reproduce`` uses for its status column.
+
+    ``"not separable"``: the features are not linearly separable (no hard-margin SVM exists; the head was compared
+    with a soft-margin SVM). ``"not fitted"``: separable, but the head misclassifies training points (accuracy < 1).
+    ``"separable"``: separable and every training point is fitted, so the claim "the head converges to the
+    max-margin SVM" applies to these numbers.
+    """
+    if summary.get("separable") is False:
+        return "not separable"
+    acc = summary.get("accuracy")
+    if acc is not None and acc < 1.0:
+        return "not fitted"
+    return "separable"
+
+
+def closeness(summary: dict[str, Any]) -> str | None:
+    """``"converged"``, ``"approaching"`` or ``"far"`` (see :data:`CLOSENESS`); None when the claim does not apply."""
+    if claim_status(summary) != "separable":
+        return None
+    angle, ratio = summary.get("angle_deg"), summary.get("margin_ratio")
+    if angle is None or ratio is None or not (np.isfinite(angle) and np.isfinite(ratio)):
+        return "far"
+    for word, max_angle, min_ratio in CLOSENESS:
+        if angle <= max_angle and ratio >= min_ratio:
+            return word
+    return "far"
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """One sentence: does the claim apply, and how close the head is to the max-margin SVM."""
+    st = claim_status(summary)
+    acc = summary.get("accuracy")
+    if st == "not separable":
+        return ("not separable: the features of the last hidden layer are not linearly separable, so the claim does "
+                "not apply; the head is compared with a soft-margin SVM (C = "
+                f"{summary.get('svm_C')}).")
+    if st == "not fitted":
+        return (f"not fitted: the features are separable but the head misclassifies training points (accuracy "
+                f"{acc:.4f}), so the claim does not apply yet; train to 100 % training accuracy.")
+    close = closeness(summary)
+    return (f"separable, {close}: the claim applies; the head is {summary.get('angle_deg'):.3g}° from the max-margin "
+            f"SVM with {summary.get('margin_ratio'):.3g} of its margin (thresholds: "
+            + "; ".join(f"{w} if angle <= {a:g}° and margin ratio >= {r:g}" for w, a, r in CLOSENESS) + "; else far).")
 
 
 # ----------------------------------------------------------------------------- result
@@ -126,8 +182,8 @@ class Analysis:
         existing = [f for f in _FILES if (out / f).exists()]
         if existing and not overwrite:
             raise FileExistsError(
-                f"{out} already holds an analysis ({', '.join(existing)}). Pass overwrite=True "
-                "(--overwrite) or choose another directory."
+                f"{out} already holds an analysis ({', '.join(existing)}). Pass overwrite=True (the CLI's "
+                "--force) or choose another directory."
             )
         atomic_write(out / "summary.json", lambda f: f.write(_dumps(self.summary).encode()), binary=True)
         atomic_write(out / "settings.json", lambda f: f.write(_dumps(self.settings).encode()), binary=True)
@@ -235,6 +291,39 @@ def _fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
     return est, False
 
 
+def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, soft_C: float = 1.0,
+             init_support: Any = None, init_support_regularized: Any = None) -> tuple[Any, bool | None, Any]:
+    """The one place where ``analyze`` fits its SVMs: the reference SVM, then the regularised-bias one.
+
+    Parameters
+    ----------
+    H : ndarray of shape (N, D)
+    y : ndarray of shape (N,)
+    svm : estimator
+        Template of the reference SVM (cloned). A hard margin that is not separable falls back to C=soft_C.
+    svm_regularized : estimator or False
+        Template of the regularised-bias SVM, or False to skip it.
+    soft_C : float, default=1.0
+    init_support, init_support_regularized : ndarray of int, default=None
+        Warm starts (previous support sets).
+
+    Returns
+    -------
+    est : fitted reference SVM
+    separable : bool or None
+        Decided by the hard-margin fit; None for a soft-margin template.
+    est_reg : fitted regularised-bias SVM or None
+    """
+    est, separable = _fit_svm(svm, H, y, soft_C, _opt_idx(init_support))
+    est_reg = None
+    if svm_regularized is not False:
+        reg = svm_regularized
+        if separable is False and "C" in reg.get_params() and reg.get_params()["C"] is None:
+            reg = clone(reg).set_params(C=soft_C)  # same separability question: skip the failing hard fit
+        est_reg, _ = _fit_svm(reg, H, y, soft_C, _opt_idx(init_support_regularized))
+    return est, separable, est_reg
+
+
 def _svm_rule(est: Any, K: int) -> tuple[np.ndarray, np.ndarray]:
     V = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
     c = np.atleast_1d(np.asarray(getattr(est, "intercept_", np.zeros(V.shape[0])), dtype=np.float64))
@@ -336,6 +425,8 @@ def analyze(
     grid_resolution: int = 200,
     init_support: np.ndarray | None = None,
     init_support_regularized: np.ndarray | None = None,
+    forward: Any = None,
+    label_key: Any = LABEL_KEYS,
 ) -> Analysis:
     """Compare a classifier's last linear layer with the max-margin SVM on its features.
 
@@ -366,18 +457,34 @@ def analyze(
         Grid size per axis for ``agreement_grid`` (D = 2 only).
     init_support, init_support_regularized : ndarray of int, default=None
         Warm start for the SVM solvers (indices of the previous support vectors).
+    forward : callable(model, batch) -> output, default=None
+        How to run the model on one batch when the standard rules do not fit (see
+        :func:`~nnboundary.features.extract_features`: tensors, ``(x, y)``, and dicts whose every key but the
+        label key goes to ``model(**batch)`` are read without it).
+    label_key : str or sequence of str, default=("labels", "label", "y")
+        Key of the labels in dict batches.
 
     Returns
     -------
     Analysis
+        Its ``summary`` carries the verdict: ``status`` (does the claim apply: ``separable`` / ``not fitted`` /
+        ``not separable``, the words of ``reproduce``), ``closeness`` (``converged`` / ``approaching`` / ``far``,
+        see :data:`CLOSENESS`) and the neural-collapse metrics ``nc1`` ... ``nc4_ncc_mismatch``.
+
+    Examples
+    --------
+    >>> result = analyze(model, loader, head="classifier")   # doctest: +SKIP
+    >>> result.summary["status"], result.summary["closeness"]  # doctest: +SKIP
+    ('separable', 'converged')
     """
-    ext = extract_features(model, X, head, y=y, batch_size=batch_size, device=device, progress=progress)
+    ext = extract_features(model, X, head, y=y, batch_size=batch_size, device=device, progress=progress,
+                           forward=forward, label_key=label_key)
     head_mod = model.get_submodule(ext.head_name)
     W, b = head_params(head_mod)
     H_te = y_te = Z_te = None
     if X_test is not None:
         te = extract_features(model, X_test, ext.head_name, y=y_test, batch_size=batch_size, device=device,
-                              progress=progress)
+                              progress=progress, forward=forward, label_key=label_key)
         H_te, y_te, Z_te = te.features, te.labels, te.logits
     svm = default_svm(bias="free" if head_mod.bias is not None else "none") if svm is None else svm
     if svm_regularized is None:
@@ -444,8 +551,10 @@ def analyze_features(
         agreement_grid (D = 2)]; n_support, sv_overlap_precision, sv_overlap_jaccard (support vs
         the n_support smallest NN margins), sv_overlap_precision_loss, sv_overlap_jaccard_loss
         (vs the highest losses); loss, accuracy[, test_loss, test_accuracy]; weight_norm,
-        bias_norm; and with a regularised SVM: cosine_reg, angle_deg_reg, margin_ratio_reg,
-        bias_offset_reg, agreement_train_reg.
+        bias_norm; the neural-collapse metrics nc1, nc2_equinorm, nc2_equiangular, nc3_self_duality,
+        nc4_ncc_mismatch (:func:`~nnboundary.metrics.neural_collapse`); the verdict: status
+        (:func:`claim_status`) and closeness (:func:`closeness`); and with a regularised SVM: cosine_reg,
+        angle_deg_reg, margin_ratio_reg, bias_offset_reg, agreement_train_reg.
 
     Raises
     ------
@@ -464,14 +573,9 @@ def analyze_features(
     if svm_regularized is None:
         svm_regularized = _regularized_like(svm) if has_bias else False
 
-    est, separable = _fit_svm(svm, H, y, soft_C, _opt_idx(init_support))
+    est, separable, est_reg = fit_svms(H, y, svm, svm_regularized, soft_C=soft_C, init_support=init_support,
+                                       init_support_regularized=init_support_regularized)
     V, c = _svm_rule(est, K)
-    est_reg = None
-    if svm_regularized is not False:
-        reg = svm_regularized
-        if separable is False and "C" in reg.get_params() and reg.get_params()["C"] is None:
-            reg = clone(reg).set_params(C=soft_C)  # same separability question: skip the failing hard fit
-        est_reg, _ = _fit_svm(reg, H, y, soft_C, _opt_idx(init_support_regularized))
     support = _svm_support(est, H, y, V, c)
 
     m_nn = M.functional_margins(H, y, W, b)  # (N,)
@@ -507,6 +611,7 @@ def analyze_features(
     s["sv_overlap_precision_loss"], s["sv_overlap_jaccard_loss"] = M.sv_overlap(support, -loss_i)
     s["loss"], s["accuracy"] = float(loss_i.mean()), M.accuracy(Z, y)
     s["weight_norm"], s["bias_norm"] = M.weight_norm(W), float(np.linalg.norm(b))
+    s.update(M.neural_collapse(H, y, W, b, pred=pred_nn))
 
     if est_reg is not None:
         Vr, cr = _svm_rule(est_reg, K)
@@ -522,6 +627,7 @@ def analyze_features(
         s["agreement_test"] = M.agreement(M.predict_classes(Ht, W, b), M.predict_classes(Ht, V, c))
         s["test_loss"], s["test_accuracy"] = float(M.cross_entropy(Zt, yt).mean()), M.accuracy(Zt, yt)
 
+    s["status"], s["closeness"] = claim_status(s), closeness(s)
     is_sup = np.zeros(H.shape[0], dtype=bool)
     is_sup[support] = True
     points = _points_frame(H, y, W, b, V, c, loss_i, is_sup)

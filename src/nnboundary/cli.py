@@ -260,100 +260,165 @@ def _fresh_dir(path: Path) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- analysis
-_PICKLE_WARNING = ("WARNING: a whole pickled model (torch.save(model)) is loaded with torch.load(weights_only=False), "
-                   "which RUNS CODE stored in the file - only analyse files you trust. A TorchScript file "
-                   "(torch.jit.save) is loaded without unpickling code and is preferred.")
-
-_ANALYSIS_KEYS = ("separable", "cosine", "angle_deg", "nn_margin", "svm_margin", "margin_ratio", "bias_offset",
-                  "bias_offset_reg", "agreement_train", "agreement_test", "agreement_grid", "n_support",
+_ANALYSIS_KEYS = ("status", "closeness", "separable", "cosine", "angle_deg", "nn_margin", "svm_margin", "margin_ratio",
+                  "bias_offset", "bias_offset_reg", "agreement_train", "agreement_test", "agreement_grid", "n_support",
                   "sv_overlap_precision", "sv_overlap_jaccard", "sv_overlap_jaccard_loss", "loss", "accuracy",
-                  "test_loss", "test_accuracy", "weight_norm", "svm", "svm_C", "svm_bias", "svm_multiclass",
+                  "test_loss", "test_accuracy", "weight_norm", "nc1", "nc2_equinorm", "nc2_equiangular",
+                  "nc3_self_duality", "nc4_ncc_mismatch", "svm", "svm_C", "svm_bias", "svm_multiclass",
                   "svm_max_violation", "svm_duality_gap")
 
+_MODEL_HELP = ("Model file: a state_dict (torch.save(model.state_dict())) with --factory (recommended: read with "
+               "weights_only=True, no code runs), a TorchScript file, or - only with --allow-pickle - a whole pickled "
+               "module (loading it RUNS CODE from the file).")
+_FACTORY_HELP = ("Builds the architecture for a state_dict: 'pkg.module:fn', 'path/to/file.py:fn' (a function or "
+                 "class) or 'timm:NAME' (timm installed; pretrained=False, nothing is downloaded).")
+_FACTORY_KWARGS_HELP = "JSON object of the factory's arguments, e.g. '{\"num_classes\": 10}'."
+_PICKLE_HELP = "Allow a whole pickled module (torch.save(model)): RUNS CODE stored in the file; trusted files only."
 
-def _load_model(model_file: Path, device: Optional[str]) -> Any:
-    from nnboundary.io import load_model_file
 
-    return load_model_file(model_file, map_location=device or "cpu")
+def _analysis_fail(err: BaseException) -> typer.Exit:
+    """A user error of analyze/describe: one line on stderr, exit code 2, no traceback."""
+    text = str(err) if not isinstance(err, OSError) or not err.strerror else \
+        f"{err.strerror} ({err.filename or ''}); free space or choose another --out."
+    _err().print(f"[bold red]Error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _factory_kwargs(text: Optional[str]) -> dict[str, Any]:
+    import json
+
+    if not text:
+        return {}
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--factory-kwargs must be a JSON object such as '{{\"num_classes\": 10}}' ({exc}).") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError("--factory-kwargs must be a JSON object such as '{\"num_classes\": 10}'.")
+    return kwargs
+
+
+def _load_model(model_file: Path, device: Optional[str], factory: Optional[str], factory_kwargs: Optional[str],
+                allow_pickle: bool) -> Any:
+    from nnboundary.device import resolve_device
+    from nnboundary.io import PICKLE_WARNING, is_torchscript_file, load_model_file
+
+    dev = resolve_device(device or "cpu")
+    if allow_pickle and factory is None and model_file.is_file() and not is_torchscript_file(model_file):
+        _err().print(escape(PICKLE_WARNING), style="bold yellow", highlight=False, soft_wrap=True)
+    import logging
+
+    io_log = logging.getLogger("nnboundary.io")
+    level = io_log.level
+    io_log.setLevel(logging.ERROR)  # the pickle warning was printed above; the library's log line would repeat it
+    try:
+        return load_model_file(model_file, factory=factory, factory_kwargs=_factory_kwargs(factory_kwargs),
+                               allow_pickle=allow_pickle, map_location=dev)
+    finally:
+        io_log.setLevel(level)
+
+
+def _describe_table(info: Any, title: str) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for k, v in info.rows():
+        table.add_row(k, v)
+    return table
 
 
 @app.command()
 def analyze(
-    model_file: Path = typer.Argument(..., help="TorchScript file, or a whole pickled module (torch.save(model)). "
-                                                "Loading a pickled model RUNS CODE from the file."),
+    model_file: Path = typer.Argument(..., help=_MODEL_HELP),
     data: Path = typer.Option(..., "--data", help=".npz or .pt with X, y (and optional X_test, y_test)."),
-    head: Optional[str] = typer.Option(None, help="Dotted name of the last linear layer (default: discovered)."),
-    out: Optional[Path] = typer.Option(None, help="Save summary.json, details.csv, features.npz, settings.json here."),
-    device: Optional[str] = typer.Option(None, help="Device to run the model on (default cpu)."),
+    factory: Optional[str] = typer.Option(None, help=_FACTORY_HELP),
+    factory_kwargs: Optional[str] = typer.Option(None, help=_FACTORY_KWARGS_HELP),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=_PICKLE_HELP),
+    head: Optional[str] = typer.Option(None, help="Dotted name of the last linear layer (default: the layer whose "
+                                                  "output is the model's output)."),
+    out: Optional[Path] = typer.Option(None, help="Write summary.json, details.csv, features.npz, settings.json, "
+                                                  "report.md and figures/ here (checked before any work)."),
+    device: Optional[str] = typer.Option(None, help="Device to run the model on: cpu (default), cuda, cuda:N."),
     batch_size: int = typer.Option(1024, help="Inputs per forward pass during feature extraction."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing analysis in --out."),
 ) -> None:
     """Compare a saved classifier's last layer with the max-margin SVM on its last hidden layer's features.
 
-    WARNING: loading a whole pickled model (torch.save(model)) runs code stored in the file; only analyse files
-    you trust. TorchScript files (torch.jit.save) are loaded without unpickling code and are preferred.
+    Recommended: save torch.save(model.state_dict(), "model.pt") and pass --factory pkg.module:fn. A whole pickled
+    model needs --allow-pickle, because loading it runs code stored in the file.
     """
     from nnboundary.analysis import analyze as run_analysis
+    from nnboundary.analysis import verdict
     from nnboundary.features import describe as describe_model
-    from nnboundary.io import load_data_file
+    from nnboundary.io import check_out_dir, load_data_file
 
     try:
-        model = _load_model(model_file, device)
+        if out is not None:
+            check_out_dir(out, force=force, flag="--force")
+        model = _load_model(model_file, device, factory, factory_kwargs, allow_pickle)
         arrays = load_data_file(data)
-        _out().print(str(describe_model(model, head, example=_first_rows(arrays.X))), highlight=False, markup=False)
+        info = describe_model(model, head, example=(arrays.X[:2], arrays.y[:2]))
+        _out().print(_describe_table(info, f"{model_file.name}: the head"))
         result = run_analysis(model, arrays.X, arrays.y, head=head, X_test=arrays.X_test, y_test=arrays.y_test,
                               batch_size=batch_size, device=device, progress=True)
-        saved = result.save(out, overwrite=force) if out is not None else None
-    except _USER_ERRORS as err:
-        raise _fail(err) from None
+        saved = report = None
+        if out is not None:
+            from nnboundary.plot.report import write_analysis_report
+
+            saved = result.save(out, overwrite=force)
+            report = write_analysis_report(result, out, title=f"{model_file.name} vs the max-margin SVM")
+    except (*_USER_ERRORS, OSError) as err:
+        raise _analysis_fail(err) from None
+    from nnboundary.experiments.report import format_value
+
     table = Table(title=f"{model_file.name} vs the max-margin SVM on its features", title_justify="left",
                   header_style="bold")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    from nnboundary.experiments.report import format_value
-
     for key in _ANALYSIS_KEYS:
         if key in result.summary:
             table.add_row(key, format_value(key, result.summary[key]))
     _out().print(table)
+    _out().print(f"Verdict:  {verdict(result.summary)}", highlight=False, markup=False)
     svm = result.settings.get("svm", {})
     _out().print(f"Settings: model {model_file}, data {data} (N={result.summary['n_samples']}, "
-                  f"D={result.summary['n_features']}, K={result.summary['n_classes']}), head "
-                  f"{result.summary.get('head')!r}, SVM {svm.get('class', '?').rsplit('.', 1)[-1]}"
-                  f"(C={svm.get('C')}, bias={svm.get('bias')!r}, multiclass={svm.get('multiclass')!r}), "
-                  f"soft_C={result.settings.get('soft_C')}", highlight=False, markup=False)
+                 f"D={result.summary['n_features']}, K={result.summary['n_classes']}), head "
+                 f"{result.summary.get('head')!r}, SVM {svm.get('class', '?').rsplit('.', 1)[-1]}"
+                 f"(C={svm.get('C')}, bias={svm.get('bias')!r}, multiclass={svm.get('multiclass')!r}), "
+                 f"soft_C={result.settings.get('soft_C')}", highlight=False, markup=False)
     if saved is not None:
-        _out().print(f"Saved:    {saved} (summary.json, details.csv, features.npz, settings.json)", highlight=False, markup=False)
+        _out().print(f"Saved:    {saved} (summary.json, details.csv, features.npz, settings.json)", highlight=False,
+                     markup=False)
+        _out().print(f"Report:   {report}", highlight=False, markup=False)
     else:
-        _out().print("Pass --out DIR to save the numbers, the features and the settings.", highlight=False)
-
-
-def _first_rows(X: Any) -> Any:
-    return X[:2]
+        _out().print("Pass --out DIR to save the numbers, the features, a report and its figures.", highlight=False)
 
 
 @app.command()
 def describe(
-    model_file: Path = typer.Argument(..., help="TorchScript file, or a whole pickled module (runs code: trusted "
-                                                "files only)."),
-    head: Optional[str] = typer.Option(None, help="Dotted name of the last linear layer (default: discovered)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Optional data file: one batch checks that the head "
-                                                             "really produces the model's output."),
+    model_file: Path = typer.Argument(..., help=_MODEL_HELP),
+    head: Optional[str] = typer.Option(None, help="Dotted name of the last linear layer (default: discovered). "
+                                                  "Refused if its output is not the model's output."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Optional data file: one batch checks that the head's "
+                                                             "output is the model's output."),
+    factory: Optional[str] = typer.Option(None, help=_FACTORY_HELP),
+    factory_kwargs: Optional[str] = typer.Option(None, help=_FACTORY_KWARGS_HELP),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help=_PICKLE_HELP),
 ) -> None:
-    """Dry run: which module is the head, its shape, the feature dimension D and the number of classes K.
-
-    WARNING: loading a whole pickled model runs code stored in the file; only use files you trust.
-    """
+    """Dry run: which module is the head, its shape, the feature dimension D and the number of classes K (a table)."""
     from nnboundary.features import describe as describe_model
     from nnboundary.io import load_data_file
 
     try:
-        model = _load_model(model_file, None)
-        example = _first_rows(load_data_file(data).X) if data is not None else None
+        model = _load_model(model_file, None, factory, factory_kwargs, allow_pickle)
+        example = None
+        if data is not None:
+            arrays = load_data_file(data)
+            example = (arrays.X[:2], arrays.y[:2])
         info = describe_model(model, head, example=example)
-    except _USER_ERRORS as err:
-        raise _fail(err) from None
-    _out().print(str(info), highlight=False, markup=False)
+    except (*_USER_ERRORS, OSError) as err:
+        raise _analysis_fail(err) from None
+    _out().print(_describe_table(info, f"{model_file.name}: the head nnboundary compares with the SVM"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,33 +1,39 @@
 """Split any PyTorch classifier into ``logits = head(features(x))`` and read the features.
 
-The *head* is the last ``nn.Linear`` layer, the one that produces the logits; its input is the
-*transformed space* (the last hidden layer's output) in which the max-margin SVM is fitted.
-Nothing here relies on attributes of a particular model class: the head is found in the module
-tree and its input is captured with a forward pre-hook, so any ``nn.Module`` works.
+The *head* is the ``nn.Linear`` whose output is the model's output (its logits); its input is the *transformed
+space* (the last hidden layer's output) in which the max-margin SVM is fitted. The head is found by the one head
+discovery of :mod:`nnboundary.models.heads` (one forward pass on the first batch: the linear layer whose output *is*
+the model's output) and its input is captured with a forward pre-hook, so any ``nn.Module`` works.
 
-Notation: N samples, D = ``head.in_features``, K = ``head.out_features`` (K = 1 for a
-single-logit binary head).
+Notation: N samples, B a batch, D = ``head.in_features``, K = ``head.out_features`` (K = 1 for a single-logit
+binary head).
 
-Head discovery (``head=None``):
+Batches
+-------
+Every batch of a DataLoader / Dataset (or the arrays given directly) is read like this:
 
-1. K is ``n_classes`` when it is known (``analyze`` reads it from one forward pass), else the
-   ``out_features`` of the last ``nn.Linear`` in registration order.
-2. The candidates are the ``nn.Linear`` modules with ``out_features == K``. One candidate is
-   the head. Several candidates are resolved only if one of them is the model's last leaf module
-   (trailing ``nn.Identity``/``nn.Dropout`` ignored) or, when a forward pass is available
-   (extraction), if exactly one of them produced the model's output; otherwise a
-   ``HeadNotFoundError`` lists them and asks for ``head="<dotted name>"``. Nothing is guessed
-   silently.
-3. With ``n_classes`` unknown, the model's last leaf module must be an ``nn.Linear``; a final
-   ``Softmax``/``LogSoftmax``/activation is an error (the comparison needs raw logits).
-4. During extraction the head's output is checked against the model's output on the first
-   batch, so a head that is not really the last layer is reported rather than analysed.
+* a tensor or array ``x``: ``model(x)``, no labels;
+* a tuple or list ``(x,)`` or ``(x, y)``: ``model(x)``, labels ``y``; ``x`` a dict: ``model(**x)``. Longer tuples
+  are refused (an item would be dropped silently): pass ``forward=``;
+* a dict (Hugging Face convention, also ``BatchEncoding``): the label key (the first of ``label_key`` present,
+  default ``("labels", "label", "y")``) holds the labels, and **every other key** goes to ``model(**inputs)``, so
+  ``attention_mask`` and friends are never dropped;
+* anything else, or any of these read differently: ``forward=callable(model, batch) -> output``. The labels are
+  then still read from the batch as above (tuple item 1, the dict's label key).
+
+Tensors inside a batch are moved to the device; floating-point ones are cast to the model's dtype, integer ones
+(token ids, masks) are left as they are. A model that fails on ``uint8`` images gets one error that says to convert
+and normalise them as in training.
+
+Outputs may be a tensor, a tuple/list (first element), a dict (``"logits"``) or an object with ``.logits``. On every
+batch the head's output is checked against the model's logits, so a head that is not really the last layer is
+reported rather than analysed.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +43,22 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from nnboundary.device import resolve_device
+from nnboundary.models.heads import (
+    HeadNotFoundError,
+    candidates_text,
+    find_head,
+    linear_modules,
+    output_logits,
+    probe_head,
+)
+
 __all__ = [
     "HeadNotFoundError",
     "SplitClassifier",
     "ExtractedFeatures",
     "HeadInfo",
+    "LABEL_KEYS",
     "split_classifier",
     "capture_head_input",
     "extract_features",
@@ -54,47 +71,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Modules that do nothing to the logits in eval mode and may follow the head.
-_PASSTHROUGH = (nn.Identity, nn.Dropout)
+#: Dict batches: the first of these keys present holds the labels; every other key is an input of ``forward``.
+LABEL_KEYS = ("labels", "label", "y")
+
+#: ``forward=`` callable: ``forward(model, batch) -> output`` (tensor, tuple, dict or object with ``.logits``).
+Forward = Callable[[nn.Module, Any], Any]
 
 
-class HeadNotFoundError(ValueError):
-    """The classifier's head (its last ``nn.Linear``) could not be identified unambiguously."""
-
-
-# ----------------------------------------------------------------------------- head discovery
-
-
-def linear_modules(model: nn.Module) -> list[tuple[str, nn.Linear]]:
-    """All ``nn.Linear`` submodules of ``model`` as ``(dotted_name, module)``, in registration order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-
-
-def _fmt_linear(name: str, m: nn.Linear) -> str:
-    return f"{name or '<model>'} (Linear {m.in_features}->{m.out_features})"
-
-
-def _candidates_text(model: nn.Module) -> str:
-    lins = linear_modules(model)
-    if not lins:
-        return "the model has no nn.Linear modules"
-    return "nn.Linear modules: [" + ", ".join(_fmt_linear(n, m) for n, m in lins) + "]"
-
-
-def _last_leaf(model: nn.Module) -> tuple[str, nn.Module] | None:
-    """The last leaf module in registration order, skipping Identity/Dropout."""
-    leaves = [(n, m) for n, m in model.named_modules() if not any(True for _ in m.children())]
-    for name, m in reversed(leaves):
-        if not isinstance(m, _PASSTHROUGH):
-            return name, m
-    return None
-
-
-def _name_of(model: nn.Module, module: nn.Module) -> str | None:
-    for name, m in model.named_modules():
-        if m is module:
-            return name
-    return None
+# ----------------------------------------------------------------------------- the split
 
 
 @dataclass(frozen=True)
@@ -113,7 +97,7 @@ class SplitClassifier:
     head_name : str
         Dotted path of the head inside ``model`` (``""`` if the model itself is the head).
     candidates : tuple of str
-        Every ``nn.Linear`` of the model, as ``"name (Linear D->K)"``, for messages.
+        The model's ``nn.Linear`` layers nearest the output, as ``"name (Linear D->K)"``, for messages.
     """
 
     model: nn.Module
@@ -143,21 +127,24 @@ class SplitClassifier:
         return cap.inputs[-1]
 
 
+def _candidates(model: nn.Module) -> tuple[str, ...]:
+    return tuple(f"{n or '<model>'} (Linear {m.in_features}->{m.out_features})" for n, m in linear_modules(model)[-8:])
+
+
 def split_classifier(
     model: nn.Module, head: str | nn.Module | None = None, n_classes: int | None = None
 ) -> SplitClassifier:
-    """Identify the head (last ``nn.Linear``) of a classifier.
+    """Identify the head of a classifier from its module tree (no forward pass).
 
     Parameters
     ----------
     model : nn.Module
         Any classifier whose logits are the output of an ``nn.Linear``.
     head : str or nn.Module, default=None
-        Dotted name of the head (``"fc"``, ``"classifier.2"``), the head module itself, or None
-        to discover it with the rules in the module docstring.
+        Dotted name of the head (``"fc"``, ``"classifier.2"``), the head module itself, or None to discover it with
+        the static rules of :func:`nnboundary.models.heads.find_head`.
     n_classes : int, default=None
-        Number of logits the model produces, if known (e.g. from a forward pass). A
-        single-logit binary head has ``n_classes=1`` here.
+        Number of logits the model produces, if known. A single-logit binary head has ``n_classes=1`` here.
 
     Returns
     -------
@@ -165,86 +152,11 @@ def split_classifier(
 
     Raises
     ------
-    HeadNotFoundError
-        No head, several possible heads, or a last layer that is not ``nn.Linear``; the message
-        lists the candidate modules.
-    TypeError
-        ``model`` is not an ``nn.Module`` or the named head is not an ``nn.Linear``.
+    HeadNotFoundError, TypeError
+        As :func:`~nnboundary.models.heads.find_head`.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
-    cands = tuple(_fmt_linear(n, m) for n, m in linear_modules(model))
-    if head is not None:
-        name, mod = _resolve_named_head(model, head)
-    else:
-        name, mod = _discover_head(model, n_classes)
-    if n_classes is not None and mod.out_features != n_classes:
-        raise HeadNotFoundError(
-            f"Head {name!r} has {mod.out_features} outputs but the model produces {n_classes} "
-            f"logits. Pass the layer that produces the logits as head=; {_candidates_text(model)}."
-        )
-    return SplitClassifier(model=model, head=mod, head_name=name, candidates=cands)
-
-
-def _resolve_named_head(model: nn.Module, head: str | nn.Module) -> tuple[str, nn.Linear]:
-    if isinstance(head, str):
-        try:
-            mod = model.get_submodule(head)
-        except AttributeError:
-            raise HeadNotFoundError(
-                f"The model has no submodule {head!r}. Pass one of the {_candidates_text(model)}."
-            ) from None
-        name = head
-    elif isinstance(head, nn.Module):
-        found = _name_of(model, head)
-        if found is None:
-            raise HeadNotFoundError(
-                f"The given head module is not part of the model. {_candidates_text(model)}."
-            )
-        name, mod = found, head
-    else:
-        raise TypeError(f"head must be a str, an nn.Module or None, got {type(head).__name__}.")
-    if not isinstance(mod, nn.Linear):
-        raise TypeError(
-            f"Head {name!r} is a {type(mod).__name__}, not nn.Linear; nnboundary compares a "
-            f"linear last layer with the SVM. {_candidates_text(model)}."
-        )
-    return name, mod
-
-
-def _discover_head(model: nn.Module, n_classes: int | None) -> tuple[str, nn.Linear]:
-    lins = linear_modules(model)
-    if not lins:
-        raise HeadNotFoundError(
-            f"{type(model).__name__} has no nn.Linear layer, so it has no linear head to compare "
-            "with the SVM. nnboundary needs logits = Linear(features)."
-        )
-    last = _last_leaf(model)
-    if n_classes is None:
-        if last is None or not isinstance(last[1], nn.Linear):
-            lname, lmod = last if last is not None else ("?", None)
-            raise HeadNotFoundError(
-                f"The last layer of {type(model).__name__}, {lname!r} ({type(lmod).__name__}), is "
-                "not nn.Linear. The comparison needs raw logits: remove the final activation "
-                "(cross-entropy takes logits) or pass head='<name>'. "
-                f"{_candidates_text(model)}."
-            )
-        n_classes = last[1].out_features
-    cands = [(n, m) for n, m in lins if m.out_features == n_classes]
-    if len(cands) == 1:
-        return cands[0]
-    if not cands:
-        raise HeadNotFoundError(
-            f"No nn.Linear in {type(model).__name__} has out_features={n_classes} (the number of "
-            f"logits). Pass head='<name>'; {_candidates_text(model)}."
-        )
-    if last is not None and any(m is last[1] for _, m in cands):
-        return last[0], last[1]  # type: ignore[return-value]
-    listed = ", ".join(_fmt_linear(n, m) for n, m in cands)
-    raise HeadNotFoundError(
-        f"Ambiguous head: {len(cands)} nn.Linear layers have out_features={n_classes}: [{listed}]. "
-        "Pass head='<name>' to choose one."
-    )
+    mod, name = find_head(model, head, n_classes=n_classes)
+    return SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -352,7 +264,7 @@ def _as_tensor(x: Any) -> Tensor:
     return torch.as_tensor(x)
 
 
-def _to_loader(data: Any, y: Any, batch_size: int) -> tuple[Iterable[Any], int | None]:
+def _to_loader(data: Any, y: Any, batch_size: int, label_keys: Sequence[str]) -> tuple[Iterable[Any], int | None]:
     """Turn the accepted data forms into an iterable of batches and a size estimate."""
     if isinstance(data, DataLoader):
         if y is not None:
@@ -365,19 +277,44 @@ def _to_loader(data: Any, y: Any, batch_size: int) -> tuple[Iterable[Any], int |
         return loader, _loader_size(loader)
     if isinstance(data, tuple) and len(data) == 2 and y is None:  # (X, y); a list is data
         data, y = data
+    if isinstance(data, Mapping):  # a dict of input arrays (input_ids, attention_mask, ...) sliced together
+        return _dict_batches(dict(data), y, batch_size, label_keys)
+    is_batches = (isinstance(data, list) and data and isinstance(data[0], (Mapping, tuple))) or (
+        not isinstance(data, (Tensor, np.ndarray, list, tuple)) and isinstance(data, Iterable))
+    if is_batches:  # a list of dict batches, a generator of batches
+        if y is not None:
+            raise ValueError("Pass labels inside the batches, not as y=, when data is an iterable of batches.")
+        return data, None
     X = _as_tensor(data)
     if X.ndim == 0:
         raise ValueError(f"X must have a sample axis, got a 0-d value {X!r}.")
     N = X.shape[0]
     if y is not None:
-        Y = _as_tensor(y)
-        if Y.ndim != 1 or Y.shape[0] != N:
-            raise ValueError(
-                f"y must have shape ({N},) to match X's {N} samples, got {tuple(Y.shape)}. "
-                "Pass integer class labels, one per sample."
-            )
+        Y = _check_y(y, N)
         return ((X[i : i + batch_size], Y[i : i + batch_size]) for i in range(0, N, batch_size)), N
     return ((X[i : i + batch_size],) for i in range(0, N, batch_size)), N
+
+
+def _check_y(y: Any, N: int) -> Tensor:
+    Y = _as_tensor(y)
+    if Y.ndim != 1 or Y.shape[0] != N:
+        raise ValueError(f"y must have shape ({N},) to match X's {N} samples, got {tuple(Y.shape)}. "
+                         "Pass integer class labels, one per sample.")
+    return Y
+
+
+def _dict_batches(d: dict[str, Any], y: Any, batch_size: int,
+                  label_keys: Sequence[str]) -> tuple[Iterable[Any], int]:
+    arrays = {k: _as_tensor(v) for k, v in d.items()}
+    sizes = {k: (int(v.shape[0]) if v.ndim else None) for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1 or None in sizes.values():
+        raise ValueError(f"Every array of a dict input needs the same sample axis; got lengths {sizes}.")
+    N = next(iter(sizes.values()))
+    if y is not None:
+        if any(k in arrays for k in label_keys):
+            raise ValueError(f"Labels were given twice: as y= and under a label key of the dict ({list(label_keys)}).")
+        arrays[label_keys[0]] = _check_y(y, N)
+    return ({k: v[i : i + batch_size] for k, v in arrays.items()} for i in range(0, N, batch_size)), N
 
 
 def _loader_size(loader: DataLoader) -> int | None:
@@ -389,17 +326,208 @@ def _loader_size(loader: DataLoader) -> int | None:
         return None
 
 
-def _split_batch(batch: Any) -> tuple[Any, Any]:
+@dataclass
+class _Batch:
+    """One batch read by the rules of the module docstring: how to call the model, and the labels."""
+
+    call: str  # "args": model(*inputs); "kwargs": model(**inputs); "forward": forward(model, inputs)
+    inputs: Any
+    labels: Any
+
+
+def _read_batch(batch: Any, label_keys: Sequence[str], forward: Forward | None) -> _Batch:
+    if isinstance(batch, Mapping):
+        lk = next((k for k in label_keys if k in batch), None)
+        labels = batch[lk] if lk is not None else None
+        if forward is not None:
+            return _Batch("forward", batch, labels)
+        inputs = {k: v for k, v in batch.items() if k != lk}
+        if not inputs:
+            raise ValueError(f"A dict batch with only the label key {lk!r} has no inputs for the model.")
+        return _Batch("kwargs", inputs, labels)
     if isinstance(batch, (tuple, list)):
         if len(batch) == 0:
-            raise ValueError("Got an empty batch; each batch must be x or (x, y, ...).")
-        return batch[0], (batch[1] if len(batch) > 1 else None)
-    if isinstance(batch, dict):
-        x = batch.get("x", batch.get("input", batch.get("inputs")))
-        if x is None:
-            raise ValueError(f"Dict batches need an 'x' key; got keys {sorted(batch)}.")
-        return x, batch.get("y", batch.get("label", batch.get("labels")))
-    return batch, None
+            raise ValueError("Got an empty batch; each batch must be x, (x, y) or a dict.")
+        labels = batch[1] if len(batch) > 1 else None
+        if forward is not None:
+            return _Batch("forward", batch, labels)
+        if len(batch) > 2:
+            raise ValueError(
+                f"A batch has {len(batch)} items; nnboundary reads (x, y) and would drop items 2..{len(batch) - 1} "
+                "silently. Pass forward=lambda model, batch: model(batch[0], batch[2]) (whatever your model takes); "
+                "the labels are then read from item 1.")
+        if isinstance(batch[0], Mapping):  # (inputs_dict, y): every key of the dict goes to forward()
+            return _Batch("kwargs", dict(batch[0]), labels)
+        return _Batch("args", (batch[0],), labels)
+    if forward is not None:
+        return _Batch("forward", batch, None)
+    if isinstance(batch, (Tensor, np.ndarray)):
+        return _Batch("args", (batch,), None)
+    raise TypeError(f"Cannot read a batch of type {type(batch).__name__}: nnboundary reads tensors, (x, y) tuples and "
+                    "dicts. Pass forward=callable(model, batch) returning the model's output.")
+
+
+def _to_device(obj: Any, dev: torch.device, dtype: torch.dtype) -> Any:
+    """Tensors (and arrays) anywhere inside ``obj`` to ``dev``; floating-point ones to ``dtype``."""
+    if isinstance(obj, np.ndarray) and obj.dtype.kind in "biuf":
+        obj = torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, Tensor):
+        return obj.to(dev, dtype=dtype if obj.is_floating_point() else None)
+    if isinstance(obj, Mapping):
+        moved = {k: _to_device(v, dev, dtype) for k, v in obj.items()}
+        try:
+            return type(obj)(moved)  # keep a BatchEncoding / OrderedDict for a user's forward=
+        except TypeError:
+            return moved
+    if isinstance(obj, tuple):
+        return tuple(_to_device(v, dev, dtype) for v in obj)
+    if isinstance(obj, list):
+        return [_to_device(v, dev, dtype) for v in obj]
+    return obj
+
+
+def _tensors(obj: Any) -> Iterator[Tensor]:
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, Mapping):
+        for v in obj.values():
+            yield from _tensors(v)
+    elif isinstance(obj, (tuple, list)):
+        for v in obj:
+            yield from _tensors(v)
+
+
+def _batch_len(b: _Batch) -> int | None:
+    if b.labels is not None:
+        return int(_as_tensor(b.labels).shape[0])
+    for t in _tensors(b.inputs):
+        if t.ndim:
+            return int(t.shape[0])
+    return None
+
+
+def _call(model: nn.Module, b: _Batch, forward: Forward | None) -> Any:
+    try:
+        if b.call == "kwargs":
+            return model(**b.inputs)
+        if b.call == "forward":
+            return forward(model, b.inputs)  # type: ignore[misc]
+        return model(*b.inputs)
+    except (RuntimeError, TypeError) as exc:
+        if any(t.dtype == torch.uint8 for t in _tensors(b.inputs)):
+            raise TypeError(
+                f"The model failed on uint8 inputs ({type(exc).__name__}: {str(exc).splitlines()[0]}). Raw image bytes "
+                "must be converted as in training, e.g. x.float() / 255 and the same normalisation, before "
+                "analysis.") from None
+        if b.call == "kwargs" and isinstance(exc, TypeError) and "argument" in str(exc):
+            raise TypeError(
+                f"Calling model(**batch) with the keys {sorted(b.inputs)} failed: {exc}. Every key but the label key "
+                "goes to forward(); set label_key= to the key of the labels, or pass forward=callable(model, batch)."
+            ) from None
+        raise
+
+
+def extract_features(
+    model: nn.Module,
+    data: Any,
+    head: str | nn.Module | SplitClassifier | None = None,
+    *,
+    y: Any = None,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+    forward: Forward | None = None,
+    label_key: str | Sequence[str] = LABEL_KEYS,
+) -> ExtractedFeatures:
+    """Run the model over a data set and collect the head's input and output.
+
+    The model runs in eval mode under ``torch.no_grad()`` (each submodule's train/eval flag is restored afterwards),
+    batch by batch, and the results are written into preallocated float64 arrays, so peak memory is the features
+    themselves plus one batch.
+
+    Parameters
+    ----------
+    model : nn.Module
+    data : Tensor or ndarray of shape (N, *), tuple (X, y), dict of arrays, Dataset, DataLoader, or an iterable of
+        batches (a list of dicts or of (x, y) tuples, a generator). Batches are read as the module docstring says: ``x``, ``(x, y)``, or a dict whose label key holds the labels
+        and whose other keys all go to ``model(**batch)``.
+    head : str, nn.Module or SplitClassifier, default=None
+        The head. None: the ``nn.Linear`` whose output is the model's output on the first batch. A named head is
+        refused if its output is not the model's.
+    y : array-like of shape (N,), default=None
+        Labels when ``data`` is a plain array/tensor (or a dict of arrays).
+    batch_size : int, default=1024
+        Used when ``data`` is not already a DataLoader.
+    device : torch.device or str, default=None
+        Where inputs are sent (checked by :func:`nnboundary.device.resolve_device`); default the device of the
+        model's first parameter. The model itself is never moved.
+    progress : bool, default=False
+        Show a tqdm progress bar.
+    forward : callable(model, batch) -> output, default=None
+        Runs the model on one batch when the rules above do not fit (custom batch objects, extra arguments). The
+        output may be a tensor, a tuple, a dict or an object with ``.logits``.
+    label_key : str or sequence of str, default=("labels", "label", "y")
+        Key(s) of the labels in dict batches.
+
+    Returns
+    -------
+    ExtractedFeatures
+        ``features`` (N, D), ``labels`` (N,) int64 or None, ``logits`` (N, K), all numpy.
+
+    Raises
+    ------
+    ValueError
+        Empty data, non-finite features, a head that is not the model's last layer, a head input that is not
+        (B, D), or a batch that would lose an input.
+    TypeError
+        uint8 inputs the model cannot take, keys ``forward`` does not accept, an unreadable batch.
+    DeviceUnavailableError
+        ``device`` does not exist on this machine.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    label_keys = (label_key,) if isinstance(label_key, str) else tuple(label_key)
+    dev = resolve_device(device) if device is not None else model_device(model)
+    dtype = _model_dtype(model)
+    batches, n_est = _to_loader(data, y, batch_size, label_keys)
+    if n_est == 0:
+        raise ValueError("The data set is empty (0 samples); pass at least one sample per class.")
+    if progress:
+        from tqdm.auto import tqdm
+
+        try:
+            total = len(batches)  # type: ignore[arg-type]  # a DataLoader knows its batch count
+        except TypeError:
+            total = None if n_est is None else -(-n_est // batch_size)
+        batches = tqdm(batches, total=total, desc="features", unit="batch")
+    split = head if isinstance(head, SplitClassifier) else None
+    H = Z = Y = None
+    has_labels = None
+    with _eval_mode(model), torch.no_grad():
+        for raw in batches:
+            b = _read_batch(raw, label_keys, forward)
+            b.inputs = _to_device(b.inputs, dev, dtype)
+            if split is None:
+                mod, name = probe_head(model, lambda: _call(model, b, forward), head)
+                split = SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
+            hb, zb = _forward_batch(split, b, forward)  # (B, D), (B, K)
+            if H is None:
+                n0 = n_est if n_est is not None else 1024
+                H, Z = _Buffer(n0, hb.shape[1]), _Buffer(n0, zb.shape[1])
+                Y = _Buffer(n0, 1)
+                has_labels = b.labels is not None
+            if (b.labels is not None) != has_labels:
+                raise ValueError("Some batches carry labels and others do not; make them consistent.")
+            H.add(hb)
+            Z.add(zb)
+            if b.labels is not None:
+                Y.add(_labels_block(b.labels, hb.shape[0]))
+    if H is None or H.n == 0:
+        raise ValueError("The data set is empty (0 samples); pass at least one sample per class.")
+    feats = H.result()
+    _check_finite(feats, split.head_name)
+    labels = Y.result()[:, 0].astype(np.int64) if has_labels else None
+    return ExtractedFeatures(features=feats, labels=labels, logits=Z.result(), head_name=split.head_name)
 
 
 class _Buffer:
@@ -422,96 +550,6 @@ class _Buffer:
         return self.a if self.n == self.a.shape[0] else self.a[: self.n].copy()
 
 
-def extract_features(
-    model: nn.Module,
-    data: Any,
-    head: str | nn.Module | SplitClassifier | None = None,
-    *,
-    y: Any = None,
-    batch_size: int = 1024,
-    device: torch.device | str | None = None,
-    progress: bool = False,
-) -> ExtractedFeatures:
-    """Run the model over a data set and collect the head's input and output.
-
-    The model runs in eval mode under ``torch.no_grad()`` (each submodule's train/eval flag is
-    restored afterwards), batch by batch, and the results are written into preallocated float64
-    arrays, so peak memory is the features themselves plus one batch.
-
-    Parameters
-    ----------
-    model : nn.Module
-    data : Tensor or ndarray of shape (N, *), tuple (X, y), Dataset or DataLoader
-        Batches of a DataLoader/Dataset may be ``x``, ``(x, y, ...)`` or a dict with key ``x``
-        (and ``y``).
-    y : array-like of shape (N,), default=None
-        Labels when ``data`` is a plain array/tensor.
-    head : str, nn.Module or SplitClassifier, default=None
-        The head, see :func:`split_classifier`. None: discovered from the first batch's logits.
-    batch_size : int, default=1024
-        Used when ``data`` is not already a DataLoader.
-    device : torch.device or str, default=None
-        Where inputs are sent; default the device of the model's first parameter. The model
-        itself is never moved.
-    progress : bool, default=False
-        Show a tqdm progress bar.
-
-    Returns
-    -------
-    ExtractedFeatures
-        ``features`` (N, D), ``labels`` (N,) int64 or None, ``logits`` (N, K), all numpy.
-
-    Raises
-    ------
-    ValueError
-        Empty data, non-finite features, a head that is not the model's last layer, or a head
-        input that is not (B, D).
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    dev = torch.device(device) if device is not None else model_device(model)
-    dtype = _model_dtype(model)
-    batches, n_est = _to_loader(data, y, batch_size)
-    if n_est == 0:
-        raise ValueError("The data set is empty (0 samples); pass at least one sample per class.")
-    if progress:
-        from tqdm.auto import tqdm
-
-        try:
-            total = len(batches)  # type: ignore[arg-type]  # a DataLoader knows its batch count
-        except TypeError:
-            total = None if n_est is None else -(-n_est // batch_size)
-        batches = tqdm(batches, total=total, desc="features", unit="batch")
-    split = head if isinstance(head, SplitClassifier) else None
-    H = Z = Y = None
-    has_labels = None
-    with _eval_mode(model), torch.no_grad():
-        for batch in batches:
-            xb, yb = _split_batch(batch)
-            xb = _as_tensor(xb)
-            xb = xb.to(dev, dtype=dtype if xb.is_floating_point() else None)
-            if split is None:
-                split = _split_from_probe(model, head, xb)
-            hb, zb = _forward_batch(split, xb, check=H is None)  # (B, D), (B, K)
-            if H is None:
-                n0 = n_est if n_est is not None else 1024
-                H, Z = _Buffer(n0, hb.shape[1]), _Buffer(n0, zb.shape[1])
-                Y = _Buffer(n0, 1)
-                has_labels = yb is not None
-            if (yb is not None) != has_labels:
-                raise ValueError("Some batches carry labels and others do not; make them consistent.")
-            H.add(hb)
-            Z.add(zb)
-            if yb is not None:
-                Y.add(_labels_block(yb, hb.shape[0]))
-    if H is None or H.n == 0:
-        raise ValueError("The data set is empty (0 samples); pass at least one sample per class.")
-    feats = H.result()
-    _check_finite(feats, split.head_name)
-    labels = Y.result()[:, 0].astype(np.int64) if has_labels else None
-    return ExtractedFeatures(features=feats, labels=labels, logits=Z.result(), head_name=split.head_name)
-
-
 def _labels_block(yb: Any, n: int) -> np.ndarray:
     t = _as_tensor(yb).detach().cpu()
     if t.ndim != 1 or t.shape[0] != n:
@@ -524,61 +562,31 @@ def _labels_block(yb: Any, n: int) -> np.ndarray:
     return t.to(torch.float64).numpy()[:, None]
 
 
-def _split_from_probe(model: nn.Module, head: Any, xb: Tensor) -> SplitClassifier:
-    """Discover the head with K read from one forward pass on the first batch."""
-    if head is not None:
-        return split_classifier(model, head)
-    outs: dict[str, Tensor] = {}
-    handles = [m.register_forward_hook(lambda mod, a, o, n=name: outs.__setitem__(n, o))
-               for name, m in linear_modules(model)]
-    try:
-        out = model(xb[:2])
-    finally:
-        for h in handles:
-            h.remove()
-    n_out = out.shape[-1] if isinstance(out, Tensor) and out.ndim >= 2 else None
-    try:
-        return split_classifier(model, None, n_classes=n_out)
-    except HeadNotFoundError:
-        if n_out is None:
-            raise
-        # Several candidates: the head is the one whose output *is* the model's output.
-        same = [n for n, o in outs.items() if isinstance(o, Tensor) and o.shape == out.shape and torch.equal(o, out)]
-        if len(same) != 1:
-            raise
-        return split_classifier(model, same[0])
-
-
-def _forward_batch(split: SplitClassifier, xb: Tensor, *, check: bool) -> tuple[np.ndarray, np.ndarray]:
+def _forward_batch(split: SplitClassifier, b: _Batch, forward: Forward | None) -> tuple[np.ndarray, np.ndarray]:
     with capture_head_input(split.head, outputs=True) as cap:
-        out = split.model(xb)
+        out = _call(split.model, b, forward)
     if not cap.inputs:
-        raise RuntimeError(
-            f"The head {split.head_name!r} never ran during forward(); pass head=<name>. "
-            f"Candidates: {list(split.candidates)}"
-        )
+        raise RuntimeError(f"The head {split.head_name!r} never ran during forward(); pass head=<name>. "
+                           f"Candidates: {list(split.candidates)}")
     if len(cap.inputs) > 1:
-        raise ValueError(
-            f"The head {split.head_name!r} ran {len(cap.inputs)} times in one forward pass; "
-            "nnboundary needs a head applied once per sample. Pass head=<name>."
-        )
+        raise ValueError(f"The head {split.head_name!r} ran {len(cap.inputs)} times in one forward pass; "
+                         "nnboundary needs a head applied once per sample. Pass head=<name>.")
     h, z = cap.inputs[0], cap.outputs[0]
-    B = xb.shape[0]
-    if h.ndim != 2 or h.shape[0] != B:
+    B = _batch_len(b)
+    if h.ndim != 2 or (B is not None and h.shape[0] != B):
         raise ValueError(
             f"The input of head {split.head_name!r} has shape {tuple(h.shape)}, expected "
             f"({B}, {split.n_features}): one feature vector per sample. Heads applied per token or "
-            "per pixel are not supported; pass the head that maps (B, D) to logits."
-        )
-    if check and isinstance(out, Tensor) and out.shape == z.shape and not torch.allclose(out, z, equal_nan=True):
+            "per pixel are not supported; pass the head that maps (B, D) to logits.")
+    logits = output_logits(out)
+    if logits is None or logits.numel() != z.numel() or not torch.allclose(
+            z.reshape(logits.shape).to(logits.dtype), logits, rtol=1e-5, atol=1e-6, equal_nan=True):
         raise HeadNotFoundError(
-            f"The model's output differs from the output of its head {split.head_name!r}: the "
-            "last layer is not the linear head (e.g. a Softmax/LogSoftmax, a scaling or a skip "
-            "connection is added after it). nnboundary needs a model that returns the head's raw "
-            "logits: remove the final activation or pass the right head=; if the logits are linear "
-            "in other features too, build those features and call analyze_features(H, y, W, b). "
-            f"Candidates: {list(split.candidates)}"
-        )
+            f"The model's output differs from the output of its head {split.head_name!r}: the last layer is not the "
+            "linear head (e.g. a Softmax/LogSoftmax, a scaling or a skip connection is added after it). nnboundary "
+            "needs a model that returns the head's raw logits: remove the final activation or pass the right head=; "
+            "if the logits are linear in other features too, build those features and call "
+            f"analyze_features(H, y, W, b). {candidates_text(split.model)}.")
     return (h.detach().to("cpu", torch.float64).numpy(), z.detach().to("cpu", torch.float64).numpy())
 
 
@@ -633,7 +641,11 @@ def head_predict(head: nn.Linear, H: np.ndarray | Tensor) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HeadInfo:
-    """What ``describe`` found: the head and the shapes the analysis will use."""
+    """What ``describe`` found: the head and the shapes the analysis will use.
+
+    ``verified`` is True when one forward pass showed that the head's output is the model's output; otherwise the
+    head was chosen from the module tree alone.
+    """
 
     model_class: str
     head_name: str
@@ -641,22 +653,31 @@ class HeadInfo:
     n_outputs: int
     has_bias: bool
     candidates: tuple[str, ...]
+    n_linear: int = 0
+    verified: bool = False
 
     @property
     def n_classes(self) -> int:
         return max(2, self.n_outputs)
 
-    def __str__(self) -> str:
+    def rows(self) -> list[tuple[str, str]]:
+        """``(field, value)`` pairs, the table ``nnboundary describe`` prints."""
         single = " (single logit, binary)" if self.n_outputs == 1 else ""
-        lines = [
-            f"model        {self.model_class}",
-            f"head         {self.head_name or '<model>'}: Linear({self.n_features} -> "
-            f"{self.n_outputs}, bias={self.has_bias})",
-            f"features     D = {self.n_features}",
-            f"classes      K = {self.n_classes}{single}",
-            f"linear layers {len(self.candidates)}: " + ", ".join(self.candidates),
+        check = ("yes: one forward pass showed its output is the model's output" if self.verified else
+                 "no: chosen from the module tree; pass data (--data) to check it with one forward pass")
+        return [
+            ("model", self.model_class),
+            ("head", f"{self.head_name or '<model>'}: Linear({self.n_features} -> {self.n_outputs}, "
+                     f"bias={self.has_bias})"),
+            ("features", f"D = {self.n_features}"),
+            ("classes", f"K = {self.n_classes}{single}"),
+            ("verified", check),
+            (f"linear layers ({self.n_linear})",
+             ("last: " if self.n_linear > len(self.candidates) else "") + ", ".join(self.candidates)),
         ]
-        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{k:<13} {v}" for k, v in self.rows())
 
 
 def describe(
@@ -665,6 +686,8 @@ def describe(
     *,
     n_classes: int | None = None,
     example: Any = None,
+    forward: Forward | None = None,
+    label_key: str | Sequence[str] = LABEL_KEYS,
 ) -> HeadInfo:
     """Dry run: which module is the head, its shape, D and K. Runs no data unless ``example``.
 
@@ -673,20 +696,25 @@ def describe(
     model : nn.Module
     head : str or nn.Module, default=None
     n_classes : int, default=None
-        Number of logits, if known.
-    example : Tensor of shape (B, *), default=None
-        One input batch; if given, K is read from a forward pass (eval mode, no_grad) and the
-        head is checked to be the model's last layer, exactly as ``analyze`` will do.
+        Number of logits, if known (static discovery only).
+    example : batch, default=None
+        One batch in any form :func:`extract_features` reads (a tensor, ``(x, y)``, a dict). If given, the head is the
+        layer whose output is the model's output on it, exactly as ``analyze`` will choose; a named head whose output
+        is not the model's is refused.
+    forward, label_key :
+        As in :func:`extract_features`.
     """
     if example is not None:
+        label_keys = (label_key,) if isinstance(label_key, str) else tuple(label_key)
         with _eval_mode(model), torch.no_grad():
-            xb = _as_tensor(example).to(model_device(model))
-            if xb.is_floating_point():
-                xb = xb.to(_model_dtype(model))
-            split = _split_from_probe(model, head, xb) if n_classes is None else split_classifier(model, head, n_classes)
-            _forward_batch(split, xb, check=True)
+            b = _read_batch(example, label_keys, forward)
+            b.inputs = _to_device(b.inputs, model_device(model), _model_dtype(model))
+            mod, name = probe_head(model, lambda: _call(model, b, forward), head)
+            split = SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
+            _forward_batch(split, b, forward)
     else:
-        split = split_classifier(model, head, n_classes)
+        mod, name = find_head(model, head, n_classes=n_classes, strict=True)
+        split = SplitClassifier(model=model, head=mod, head_name=name, candidates=_candidates(model))
     return HeadInfo(
         model_class=type(model).__name__,
         head_name=split.head_name,
@@ -694,4 +722,6 @@ def describe(
         n_outputs=split.n_outputs,
         has_bias=split.head.bias is not None,
         candidates=split.candidates,
+        n_linear=len(linear_modules(model)),
+        verified=example is not None,
     )

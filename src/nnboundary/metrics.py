@@ -55,6 +55,11 @@ __all__ = [
     "cross_entropy",
     "accuracy",
     "weight_norm",
+    "NC_KEYS",
+    "NeuralCollapseAccumulator",
+    "ncc_predict",
+    "neural_collapse",
+    "fit_inverse_log",
 ]
 
 
@@ -517,3 +522,206 @@ def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 def weight_norm(W: np.ndarray) -> float:
     """Frobenius norm ``‖W‖_F`` of the raw head (not centred); grows like log t under GD."""
     return float(np.linalg.norm(np.asarray(W, dtype=np.float64)))
+
+
+# ----------------------------------------------------------------------------- neural collapse
+
+#: Keys of :func:`neural_collapse` (and of ``analyze``'s summary), in this order.
+NC_KEYS = ("nc1", "nc2_equinorm", "nc2_equiangular", "nc3_self_duality", "nc4_ncc_mismatch")
+
+
+class NeuralCollapseAccumulator:
+    """Streaming sums for the neural-collapse metrics (Papyan, Han & Donoho 2020).
+
+    One pass of :meth:`update` over batches ``(H_b, y_b)`` keeps the class counts (K,), the class sums (K, D) and
+    one scatter matrix (D, D), so memory is ``K·D + D²`` whatever N is (50 000 × 2048 features: 33 MB of sums) and
+    the cost is one ``B·D²`` product per batch. The sums are taken about the first batch's mean, which changes no
+    covariance but avoids the cancellation of ``E[hhᵀ] − μμᵀ`` for features far from the origin.
+
+    With μ_G the global mean, μ_k the class means and M the (K, D) matrix of rows ``μ_k − μ_G``::
+
+        Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ          Σ_B = MᵀM / K
+        nc1 = Tr(Σ_W Σ_B⁺) / K  = Tr(M⁺ᵀ Σ_W M⁺)        (M⁺ the pseudo-inverse of M, shape (D, K))
+
+    Parameters
+    ----------
+    n_classes : int
+        K (>= 2).
+    n_features : int
+        D.
+    """
+
+    def __init__(self, n_classes: int, n_features: int) -> None:
+        self.n_classes, self.n_features = int(n_classes), int(n_features)
+        self.counts = np.zeros(self.n_classes, dtype=np.int64)  # (K,)
+        self.sums = np.zeros((self.n_classes, self.n_features))  # (K, D), about `shift`
+        self.scatter = np.zeros((self.n_features, self.n_features))  # (D, D), about `shift`
+        self.shift: np.ndarray | None = None  # (D,)
+
+    def update(self, H: np.ndarray, y: np.ndarray) -> None:
+        """Add a batch: H of shape (B, D), y of shape (B,) with labels in 0..K-1."""
+        H = np.asarray(H, dtype=np.float64)
+        y = np.asarray(y, dtype=np.int64)
+        if H.ndim != 2 or H.shape[1] != self.n_features or y.shape != (H.shape[0],):
+            raise ValueError(f"H must have shape (B, {self.n_features}) and y shape (B,), got {H.shape} and {y.shape}.")
+        if y.size and (y.min() < 0 or y.max() >= self.n_classes):
+            raise ValueError(f"Labels must lie in 0..{self.n_classes - 1}, got {y.min()}..{y.max()}.")
+        if self.shift is None:
+            self.shift = H.mean(axis=0) if H.shape[0] else np.zeros(self.n_features)
+        Hc = H - self.shift  # (B, D)
+        onehot = np.zeros((H.shape[0], self.n_classes))  # (B, K)
+        onehot[np.arange(H.shape[0]), y] = 1.0
+        self.counts += onehot.sum(axis=0).astype(np.int64)
+        self.sums += onehot.T @ Hc  # (K, D)
+        self.scatter += Hc.T @ Hc  # (D, D)
+
+    def class_means(self) -> np.ndarray:
+        """μ_k, shape (K, D). Raises if a class has no sample."""
+        empty = np.flatnonzero(self.counts == 0)
+        if empty.size:
+            raise ValueError(f"Classes {empty.tolist()} have no samples; neural collapse needs every class.")
+        return self.sums / self.counts[:, None] + self.shift  # (K, D)
+
+    def global_mean(self) -> np.ndarray:
+        """μ_G, the mean of all features, shape (D,)."""
+        return self.sums.sum(axis=0) / self.counts.sum() + self.shift
+
+    def within_covariance(self) -> np.ndarray:
+        """Σ_W, shape (D, D)."""
+        self.class_means()  # every class present
+        between = self.sums.T @ (self.sums / self.counts[:, None])  # (D, D) = Σ_k n_k m_k m_kᵀ (shifted)
+        return (self.scatter - between) / self.counts.sum()
+
+    def compute(self, W: np.ndarray, b: np.ndarray | None = None) -> dict[str, float]:
+        """nc1, nc2_equinorm, nc2_equiangular and nc3_self_duality for the head (W, b); see :func:`neural_collapse`."""
+        self.class_means()  # every class present
+        Mc = self.sums / self.counts[:, None] - self.sums.sum(axis=0) / self.counts.sum()  # (K, D) = M; shift cancels
+        K = self.n_classes
+        Sw = self.within_covariance()  # (D, D)
+        # M has rank <= K-1 (its rows, weighted by n_k, sum to 0): singular values below 1e-10 of the largest are
+        # that structural null space plus rounding, and are cut.
+        P = np.linalg.pinv(Mc, rcond=1e-10)  # (D, K)
+        norms = np.linalg.norm(Mc, axis=1)  # (K,)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            U = Mc / norms[:, None]  # (K, D) unit rows
+            cos = U @ U.T  # (K, K)
+            off = ~np.eye(K, dtype=bool)
+            Wt = center_rows(class_scores(W, b)[0])  # (K, D) row-centred head
+            if Wt.shape != Mc.shape:
+                raise ValueError(f"The head has {Wt.shape[0]} class rows and {Wt.shape[1]} features, the class means "
+                                 f"{Mc.shape}; pass the head of these features.")
+            nW, nM = np.linalg.norm(Wt), np.linalg.norm(Mc)
+            return {
+                "nc1": float(np.trace(P.T @ Sw @ P)),  # = Tr(Σ_W Σ_B⁺) / K
+                "nc2_equinorm": float(norms.std() / norms.mean()),
+                "nc2_equiangular": float(np.abs(cos[off] + 1.0 / (K - 1)).mean()),
+                "nc3_self_duality": float(np.sum((Wt / nW - Mc / nM) ** 2)),
+            }
+
+
+def ncc_predict(H: np.ndarray, means: np.ndarray, *, chunk_size: int = 8192) -> np.ndarray:
+    """Nearest-class-mean classifier: ``argmin_k ‖h − μ_k‖`` for every row of H (N, D), chunk by chunk. (N,) int."""
+    H = np.asarray(H, dtype=np.float64)
+    mu = np.asarray(means, dtype=np.float64)  # (K, D)
+    sq = (mu**2).sum(axis=1)  # (K,)
+    out = np.empty(H.shape[0], dtype=np.int64)
+    for i in range(0, H.shape[0], chunk_size):
+        Hb = H[i : i + chunk_size]  # (B, D)
+        out[i : i + chunk_size] = (sq[None, :] - 2.0 * Hb @ mu.T).argmin(axis=1)  # ‖h‖² is the same for every k
+    return out
+
+
+def neural_collapse(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray | None = None, *,
+                    pred: np.ndarray | None = None, chunk_size: int = 8192) -> dict[str, float]:
+    """The neural-collapse metrics of features H and a head (W, b), as in Papyan, Han & Donoho (2020).
+
+    With μ_G the global mean, μ_k the class means, M the (K, D) matrix of ``μ_k − μ_G``,
+    ``Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ`` and ``Σ_B = MᵀM / K``:
+
+    * ``nc1 = Tr(Σ_W Σ_B⁺) / K`` — within-class variability against between-class spread; ≥ 0, → 0 at collapse.
+    * ``nc2_equinorm = std_k ‖M_k‖ / mean_k ‖M_k‖`` (population std) — ≥ 0, → 0 when the centred class means have
+      equal norms.
+    * ``nc2_equiangular = mean_{k≠l} |cos(M_k, M_l) + 1/(K−1)|`` — in [0, 2], → 0 for a simplex ETF. (For K = 2
+      the two centred means are opposite, so this is 0 by construction, and so is ``nc2_equinorm`` when the two
+      classes are equally large.)
+    * ``nc3_self_duality = ‖W̃/‖W̃‖_F − M/‖M‖_F‖²_F`` with W̃ the row-centred head (a single-logit head is the pair
+      of rows (0, w) first) — in [0, 4], → 0 when the head is the centred class means up to scale.
+    * ``nc4_ncc_mismatch`` — share of the points where the network's prediction (``pred``, default the head's
+      argmax) differs from the nearest class mean's; in [0, 1], → 0 at collapse.
+
+    Computed in chunks by :class:`NeuralCollapseAccumulator`: memory ``K·D + D²`` beyond H itself.
+
+    Parameters
+    ----------
+    H : ndarray of shape (N, D)
+    y : ndarray of shape (N,), labels in 0..K-1 (every class present)
+    W : ndarray of shape (K, D) or (1, D)
+    b : ndarray of shape (K,) or (1,), default=None
+    pred : ndarray of shape (N,), default=None
+        The network's predicted classes; default ``predict_classes(H, W, b)``.
+    chunk_size : int, default=8192
+
+    Returns
+    -------
+    dict with the keys of :data:`NC_KEYS`
+    """
+    H = np.asarray(H, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    Ws, _ = class_scores(W, b)
+    acc = NeuralCollapseAccumulator(Ws.shape[0], H.shape[1])
+    for i in range(0, H.shape[0], chunk_size):
+        acc.update(H[i : i + chunk_size], y[i : i + chunk_size])
+    out = acc.compute(W, b)
+    pred = predict_classes(H, W, b) if pred is None else np.asarray(pred)
+    out["nc4_ncc_mismatch"] = float((ncc_predict(H, acc.class_means(), chunk_size=chunk_size) != pred).mean())
+    return out
+
+
+# ----------------------------------------------------------------------------- fit of the 1/log t rate
+
+
+def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0, fraction: float = 0.5,
+                    min_points: int = 3) -> dict[str, float]:
+    """Least-squares ``c`` in ``value ≈ target + c / log(step)`` on the later points, and how well it fits.
+
+    Gradient descent on separable data turns the head toward the max-margin direction only like ``1 / log t``
+    (Soudry et al. 2018), so this is the reference drawn beside alignment curves. Only points with ``step > 1`` and a
+    finite value are used (``log 1 = 0``); of these, the ``ceil(fraction · n)`` with the largest steps enter the fit.
+    With ``u = 1 / log(step)``: ``c = Σ (value − target) u / Σ u²``.
+
+    Parameters
+    ----------
+    step, value : ndarray of shape (T,)
+    target : float, default=0.0
+        The limit (0 for an angle or a bias offset, 1 for a margin ratio).
+    fraction : float in (0, 1], default=0.5
+    min_points : int, default=3
+        Fewer usable points: no fit (``c`` is NaN).
+
+    Returns
+    -------
+    fit : dict
+        ``c``; ``r2`` (coefficient of determination of the fitted points about their mean; ≤ 1, 1 = exact, ≤ 0 =
+        no better than a constant); ``n_used``; ``step_min`` and ``step_max`` (the fitted range); ``target``.
+        NaN values when there are fewer than ``min_points`` usable points.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
+    t = np.asarray(step, dtype=np.float64).ravel()
+    a = np.asarray(value, dtype=np.float64).ravel()
+    if t.shape != a.shape:
+        raise ValueError(f"step and value must have the same length, got {t.shape} and {a.shape}.")
+    ok = (t > 1) & np.isfinite(t) & np.isfinite(a)
+    nan = float("nan")
+    n_ok = int(ok.sum())
+    k = int(np.ceil(fraction * n_ok))
+    if k < min_points:
+        return {"c": nan, "r2": nan, "n_used": k, "step_min": nan, "step_max": nan, "target": float(target)}
+    order = np.argsort(t[ok], kind="stable")
+    t, a = t[ok][order][-k:], a[ok][order][-k:] - target  # (k,) each, the latest points
+    u = 1.0 / np.log(t)
+    c = float(a @ u / (u @ u))
+    ss_res, ss_tot = float(np.sum((a - c * u) ** 2)), float(np.sum((a - a.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else nan)
+    return {"c": c, "r2": float(r2), "n_used": k, "step_min": float(t[0]), "step_max": float(t[-1]),
+            "target": float(target)}

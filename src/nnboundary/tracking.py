@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from nnboundary.analysis import _jsonable, analyze
+from nnboundary.metrics import fit_inverse_log  # noqa: F401 - re-exported: the one fit of c / log t
 
 __all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
 
@@ -45,25 +46,6 @@ def is_log_step(step: int, mantissas: tuple[int, ...] = (1, 2, 5)) -> bool:
     while step % 10 == 0:
         step //= 10
     return step in mantissas
-
-
-def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0,
-                    fraction: float = 0.5) -> float:
-    """Least-squares c in ``value ≈ target + c / log(step)`` over the later points.
-
-    Uses the last ``ceil(fraction · n)`` of the n points with ``step > 1`` and a finite value;
-    with ``u = 1/log(step)``, ``c = Σ (value − target) u / Σ u²``. NaN if no point qualifies.
-    """
-    t = np.asarray(step, dtype=np.float64)
-    a = np.asarray(value, dtype=np.float64) - target
-    ok = (t > 1) & np.isfinite(a)
-    if not ok.any():
-        return float("nan")
-    order = np.argsort(t[ok], kind="stable")
-    t, a = t[ok][order], a[ok][order]
-    k = int(np.ceil(fraction * t.size))
-    u = 1.0 / np.log(t[-k:])
-    return float(a[-k:] @ u / (u @ u))
 
 
 class AlignmentTracker:
@@ -250,55 +232,28 @@ class AlignmentTracker:
 
     def plot(self, path: str | os.PathLike[str] | None = None, *,
              metrics: tuple[str, ...] = ("angle_deg", "margin_ratio", "bias_offset")) -> Any:
-        """Panels of ``metrics`` against the step (log axis) with a fitted ``c / log t`` reference.
+        """The alignment figure of the records: :func:`nnboundary.plot.plot_alignment_curves`'s, one figure for all.
 
-        The reference is ``c / log t`` for the angle and the bias offset and ``1 − c / log t`` for
-        the margin ratio (Soudry et al.'s rate), with c fitted by least squares on the later half
-        of the points (see :func:`fit_inverse_log`). Uses matplotlib's Agg canvas (no display,
-        no change to the global backend).
+        Log step axis from step 1 (step 0 apart), soft-margin evaluations marked, the fitted ``limit + c / log t``
+        reference drawn where it fits (see :mod:`nnboundary.plot.curves`).
 
         Returns
         -------
-        fig : matplotlib.figure.Figure (saved to ``path`` if given)
+        fig : matplotlib.figure.Figure (saved atomically to ``path`` if given)
         """
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
         if not self.records:
             raise RuntimeError("Nothing to plot yet: no step has been evaluated. Call step() during training.")
         hist = self.history
         missing = [m for m in metrics if m not in hist]
         if missing:
             raise KeyError(f"Metrics {missing} are not in the history; available: {sorted(hist.columns)}")
-        fig = Figure(figsize=(6.4, 2.3 * len(metrics)), layout="constrained")
-        FigureCanvasAgg(fig)
-        axes = fig.subplots(len(metrics), 1, sharex=True, squeeze=False)[:, 0]
-        t = hist["step"].to_numpy(dtype=float)
-        for ax, name in zip(axes, metrics):
-            v = pd.to_numeric(hist[name], errors="coerce").to_numpy(dtype=float)
-            ax.plot(t, v, "o-", ms=3, lw=1.4, label=name)
-            ylim = ax.get_ylim()  # the data's range: the fit extrapolated to early steps may leave it
-            target = 1.0 if name == "margin_ratio" else 0.0
-            c = fit_inverse_log(t, v, target=target)
-            tt = t[t > 1]
-            if np.isfinite(c) and tt.size >= 2:
-                g = np.geomspace(tt.min(), tt.max(), 100)
-                ax.plot(g, target + c / np.log(g), "--", lw=1.1, color="tab:red",
-                        label=f"{target:g} + c/log t, c={c:.3g}" if target else f"c/log t, c={c:.3g}")
-            ax.axhline(target, color="0.6", lw=0.8, ls=":")
-            ax.set_ylim(min(ylim[0], target), max(ylim[1], target))
-            ax.set_ylabel(name)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize="small")
-        if (t > 0).all():
-            axes[-1].set_xscale("log")
-        else:
-            axes[-1].set_xscale("symlog", linthresh=1.0)
-        axes[-1].set_xlabel("training step")
+        from nnboundary._jsonio import atomic_write
+        from nnboundary.plot.curves import alignment_figure  # plot draws; the tracker only records
+
+        fig = alignment_figure(hist, metrics=metrics)
         if path is not None:
             p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(p, dpi=120)
+            atomic_write(p, lambda f: fig.savefig(f, format=p.suffix[1:].lower() or "png", dpi=120), binary=True)
         return fig
 
     def __repr__(self) -> str:

@@ -1,9 +1,15 @@
 """Alignment curves: how the NN's last layer approaches the SVM during training, on a log step axis.
 
-Soudry et al. show that on separable data gradient descent on the logistic/cross-entropy loss turns the
-weight direction toward the max-margin solution only like ``1 / log(t)``. The angle panel therefore carries
-a reference curve ``c / log(t)`` fitted to the later half of the points, so a reader can judge whether the
-measured angle follows that rate.
+Soudry et al. show that on separable data gradient descent on the logistic/cross-entropy loss turns the weight
+direction toward the max-margin solution only like ``1 / log(t)``. Each panel with a known limit (angle → 0, margin
+ratio → 1, bias offset → 0) carries the reference ``limit + c / log t`` fitted by
+:func:`nnboundary.metrics.fit_inverse_log` to the later half of the separable points, drawn over the fitted step
+range only and only when it fits (R² ≥ :data:`MIN_R2`); the legend reports c, R² and the step range either way.
+
+Figure conventions: the step axis is logarithmic from step 1; step 0 (the initialisation) is drawn in a narrow panel
+of its own at the left; evaluations whose features were not separable (``separable`` is False: the SVM was a
+soft-margin one) are drawn as red crosses and left out of the curve and the fit; the y-limits follow the bulk of the
+points (an outlier such as a margin ratio of −136 is drawn at the panel's edge as a triangle, with its value).
 """
 
 from __future__ import annotations
@@ -15,60 +21,19 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from nnboundary.metrics import fit_inverse_log
 from nnboundary.plot._grid import new_figure, save_figure
 
-__all__ = ["fit_inverse_log", "plot_alignment_curves"]
+__all__ = ["MIN_R2", "alignment_figure", "fit_inverse_log", "plot_alignment_curves"]
+
+#: The c/log t reference is drawn only when its fit explains at least this share of the variance.
+MIN_R2 = 0.5
 
 _LABELS = {
     "angle_deg": ("angle NN vs SVM (deg)", 0.0),
     "margin_ratio": ("margin ratio NN / SVM", 1.0),
     "bias_offset": ("bias offset", 0.0),
 }
-
-
-def fit_inverse_log(step: np.ndarray, value: np.ndarray, fraction: float = 0.5) -> tuple[float, int]:
-    """Least-squares ``c`` in ``value ~ c / log(step)``, fitted on the later points.
-
-    Only points with ``step > 1`` and finite values are used (``log(1) = 0``); of these, the
-    ``ceil(fraction * n)`` with the largest steps enter the fit. With ``u = 1 / log(step)`` the solution is
-    ``c = sum(value * u) / sum(u ** 2)``.
-
-    Parameters
-    ----------
-    step : ndarray of shape (T,)
-        Training steps.
-    value : ndarray of shape (T,)
-        The measured quantity, e.g. the angle in degrees.
-    fraction : float in (0, 1], default=0.5
-        Share of the (usable) points, counted from the last step backwards, used for the fit.
-
-    Returns
-    -------
-    c : float
-        The fitted constant.
-    n_used : int
-        How many points entered the fit.
-
-    Raises
-    ------
-    ValueError
-        If no point has ``step > 1`` and a finite value, or ``fraction`` is out of range.
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
-    t = np.asarray(step, dtype=np.float64).ravel()
-    a = np.asarray(value, dtype=np.float64).ravel()
-    if t.shape != a.shape:
-        raise ValueError(f"step and value must have the same length, got {t.shape} and {a.shape}.")
-    ok = (t > 1) & np.isfinite(t) & np.isfinite(a)
-    if not ok.any():
-        raise ValueError("No point with step > 1 and a finite value: c / log(step) cannot be fitted. "
-                         "Record the metric at later steps.")
-    order = np.argsort(t[ok], kind="stable")
-    t, a = t[ok][order], a[ok][order]  # (n,) each, by increasing step
-    k = int(np.ceil(fraction * t.size))
-    u = 1.0 / np.log(t[-k:])  # (k,)
-    return float(np.sum(a[-k:] * u) / np.sum(u * u)), k
 
 
 def _columns(curves: Any) -> dict[str, np.ndarray]:
@@ -94,38 +59,33 @@ def _float_column(cols: dict[str, np.ndarray], name: str, n: int) -> np.ndarray:
     return v
 
 
-def plot_alignment_curves(curves: Any, path: str | os.PathLike, *,
-                          metrics: Sequence[str] = ("angle_deg", "margin_ratio", "bias_offset"),
-                          fit_fraction: float = 0.5, title: str | None = None, dpi: float = 120,
-                          figsize: tuple[float, float] | None = None) -> Path:
-    """Stacked panels of alignment metrics against the training step (log axis), saved atomically.
+def _is_false(v: Any) -> bool:
+    """A recorded ``separable`` that is False (None / NaN: unknown, treated as separable)."""
+    if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)):
+        return False
+    return not bool(v)
 
-    Parameters
-    ----------
-    curves : DataFrame, dict of ndarray of shape (T,), or list of dicts
-        Needs a ``step`` column and every column in ``metrics`` (e.g. the tracker's history or the rows
-        of ``metrics.jsonl``). Missing values (NaN/None) leave gaps.
-    path : str or PathLike
-        Output image (PNG unless the suffix says otherwise).
-    metrics : sequence of str, default=("angle_deg", "margin_ratio", "bias_offset")
-        One panel each, top to bottom. ``angle_deg`` gets the fitted ``c / log(t)`` reference curve,
-        ``margin_ratio`` a reference line at 1, ``bias_offset`` one at 0.
-    fit_fraction : float in (0, 1], default=0.5
-        Later share of the points used to fit ``c`` (see :func:`fit_inverse_log`).
-    title : str or None, default=None
-        Figure title.
-    dpi : float, default=120
-    figsize : (width, height) in inches or None, default=None (6.4 wide, 2.4 per panel)
 
-    Returns
-    -------
-    path : Path
+def _robust_limits(v: np.ndarray, ref: float | None) -> tuple[float, float] | None:
+    """y-limits that hold the bulk of the points (and the reference): 10–90 % range padded by its width."""
+    f = v[np.isfinite(v)]
+    if f.size == 0:
+        return None
+    lo, hi = float(f.min()), float(f.max())
+    if f.size >= 5:
+        q10, q90 = np.percentile(f, [10, 90])
+        pad = max(q90 - q10, 1e-12)
+        lo, hi = max(lo, q10 - 1.5 * pad), min(hi, q90 + 1.5 * pad)
+    if ref is not None:
+        lo, hi = min(lo, ref), max(hi, ref)
+    span = hi - lo or max(abs(hi), 1.0) * 0.1
+    return lo - 0.06 * span, hi + 0.06 * span
 
-    Notes
-    -----
-    The step axis is logarithmic; if some step is <= 0 (e.g. the initialisation, step 0), it is
-    symmetric-log with a linear part below 1 so that those points stay visible.
-    """
+
+def alignment_figure(curves: Any, *, metrics: Sequence[str] = ("angle_deg", "margin_ratio", "bias_offset"),
+                     fit_fraction: float = 0.5, title: str | None = None,
+                     figsize: tuple[float, float] | None = None) -> Any:
+    """The alignment figure (a matplotlib Figure on an Agg canvas); see :func:`plot_alignment_curves`."""
     cols = _columns(curves)
     missing = [c for c in ("step", *metrics) if c not in cols]
     if missing:
@@ -138,37 +98,119 @@ def plot_alignment_curves(curves: Any, path: str | os.PathLike, *,
         raise ValueError("'step' must be a non-empty column of finite numbers.")
     order = np.argsort(step, kind="stable")
     step = step[order]
-    fig, axes = new_figure(len(metrics), 1, figsize or (6.4, 2.4 * len(metrics)), sharex=True)
-    for ax, name in zip(axes[:, 0], metrics):
+    sep = np.ones(step.size, dtype=bool)
+    if "separable" in cols:
+        sep = ~np.array([_is_false(v) for v in np.asarray(cols["separable"], dtype=object)[order]], dtype=bool)
+    init = step <= 0  # the initialisation: its own narrow panel (no log of 0)
+    size = figsize or (6.8, 2.4 * len(metrics))
+    if init.any():
+        fig, axes = new_figure(len(metrics), 2, size, sharey="row", width_ratios=[1, 11])
+        init_axes, axes = axes[:, 0], axes[:, 1]
+    else:
+        fig, axes = new_figure(len(metrics), 1, size, sharex=True)
+        init_axes, axes = [None] * len(metrics), axes[:, 0]
+    later = ~init
+    for ax, ax0, name in zip(axes, init_axes, metrics):
         value = _float_column(cols, name, step.size)[order]  # (T,)
         ylabel, ref = _LABELS.get(name, (name, None))
-        ax.plot(step, value, marker="o", markersize=3, linewidth=1.5, color="tab:blue", label=name)
-        if ref is not None and name != "angle_deg":
-            ax.axhline(ref, color="0.5", linewidth=1.0, linestyle=":", label=f"reference {ref:g}")
-        if name == "angle_deg":
-            ylim = ax.get_ylim()  # the data's range; the fit's extrapolation to early steps may leave it
-            _draw_inverse_log_fit(ax, step, value, fit_fraction)
-            ax.set_ylim(ylim)
-        ax.set_ylabel(ylabel)
+        good = later & sep
+        lim = _robust_limits(value[later | init], ref)
+        shown = value.copy()
+        if lim is not None:  # outliers are marked at the edge, not drawn as a line leaving the panel
+            shown[(value < lim[0]) | (value > lim[1])] = np.nan
+        ax.plot(step[good], shown[good], marker="o", markersize=3, linewidth=1.5, color="tab:blue", label=name)
+        bad = later & ~sep & np.isfinite(value)
+        if bad.any():
+            ax.plot(step[bad], value[bad], "x", color="tab:red", markersize=6, mew=1.5,
+                    label="not separable (soft-margin SVM)")
+        if ref is not None:
+            ax.axhline(ref, color="0.5", linewidth=1.0, linestyle=":", label=f"limit {ref:g}")
+            _draw_inverse_log_fit(ax, step[good], value[good], ref, fit_fraction)
+        if lim is not None:
+            ax.set_ylim(*lim)
+            _mark_outside(ax, step, value, lim, later)
+        (ax if ax0 is None else ax0).set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="best", fontsize="small")
-    ax_last = axes[-1, 0]
-    if np.all(step > 0):
-        ax_last.set_xscale("log")
-    else:
-        ax_last.set_xscale("symlog", linthresh=1.0)
-    ax_last.set_xlabel("training step")
+        ax.legend(loc="best", fontsize="x-small")
+        if later.any():
+            ax.set_xscale("log")
+            ax.set_xlim(max(0.8, step[later].min() / 1.3), step[later].max() * 1.3)
+        if ax0 is not None:
+            ok0 = init & sep
+            ax0.plot(np.zeros(ok0.sum()), value[ok0], "s", color="tab:blue", markersize=4)
+            ax0.plot(np.zeros((init & ~sep).sum()), value[init & ~sep], "x", color="tab:red", markersize=6, mew=1.5)
+            if lim is not None:
+                _mark_outside(ax0, np.zeros(init.sum()), value[init], lim, np.ones(init.sum(), dtype=bool))
+            ax0.set_xticks([0])
+            ax0.set_xlim(-1, 1)
+            ax0.grid(True, alpha=0.3)
+            ax.tick_params(labelleft=False)
+    axes[-1].set_xlabel("training step (log scale)")
+    if init_axes[-1] is not None:
+        init_axes[-1].set_xticklabels(["init"])
+        for a in init_axes[:-1]:
+            a.set_xticklabels([])
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def _mark_outside(ax: Any, step: np.ndarray, value: np.ndarray, lim: tuple[float, float], later: np.ndarray) -> None:
+    """Points beyond the robust limits: a triangle at the edge with the value beside it."""
+    lo, hi = lim
+    for t, v in zip(step[later], value[later]):
+        if np.isfinite(v) and (v < lo or v > hi):
+            y = lo if v < lo else hi
+            ax.plot([t], [y], "v" if v < lo else "^", color="tab:purple", markersize=6, clip_on=False)
+            ax.annotate(f"{v:.3g}", (t, y), textcoords="offset points", xytext=(-8, -12 if v > hi else 5),
+                        fontsize=7, color="tab:purple", annotation_clip=False)
+
+
+def plot_alignment_curves(curves: Any, path: str | os.PathLike, *,
+                          metrics: Sequence[str] = ("angle_deg", "margin_ratio", "bias_offset"),
+                          fit_fraction: float = 0.5, title: str | None = None, dpi: float = 120,
+                          figsize: tuple[float, float] | None = None) -> Path:
+    """Stacked panels of alignment metrics against the training step, saved atomically.
+
+    Parameters
+    ----------
+    curves : DataFrame, dict of ndarray of shape (T,), or list of dicts
+        Needs a ``step`` column and every column in ``metrics`` (e.g. the tracker's history or the rows
+        of ``metrics.jsonl``); an optional ``separable`` column marks the soft-margin evaluations. Missing values
+        (NaN/None) leave gaps.
+    path : str or PathLike
+        Output image (PNG unless the suffix says otherwise).
+    metrics : sequence of str, default=("angle_deg", "margin_ratio", "bias_offset")
+        One panel each, top to bottom. Those with a known limit get the fitted ``limit + c / log t`` reference.
+    fit_fraction : float in (0, 1], default=0.5
+        Later share of the separable points used to fit ``c`` (see :func:`nnboundary.metrics.fit_inverse_log`).
+    title : str or None, default=None
+    dpi : float, default=120
+    figsize : (width, height) in inches or None, default=None (6.8 wide, 2.4 per panel)
+
+    Returns
+    -------
+    path : Path
+
+    Notes
+    -----
+    See the module docstring for the conventions (step 0 apart, non-separable steps, the fit, robust limits).
+    """
+    fig = alignment_figure(curves, metrics=metrics, fit_fraction=fit_fraction, title=title, figsize=figsize)
     return save_figure(fig, path, dpi)
 
 
-def _draw_inverse_log_fit(ax, step: np.ndarray, value: np.ndarray, fraction: float) -> None:
-    """Dashed ``c / log(t)`` over the steps > 1, labelled with ``c`` and the points used; skipped if < 2."""
-    usable = (step > 1) & np.isfinite(value)
-    if usable.sum() < 2:
-        return
-    c, k = fit_inverse_log(step, value, fraction)
-    t = np.geomspace(step[usable].min(), step[usable].max(), 200)  # (200,)
-    ax.plot(t, c / np.log(t), color="tab:red", linestyle="--", linewidth=1.3,
-            label=f"fit $c/\\log t$, c = {c:.3g} (last {k} points)")
+def _draw_inverse_log_fit(ax: Any, step: np.ndarray, value: np.ndarray, target: float, fraction: float) -> dict:
+    """``target + c / log t`` over the fitted step range if R² >= MIN_R2; the legend reports the fit either way."""
+    fit = fit_inverse_log(step, value, target=target, fraction=fraction)
+    if not np.isfinite(fit["c"]):
+        return fit
+    where = f"steps {fit['step_min']:.0f}–{fit['step_max']:.0f}"
+    base = f"{target:g} + c/log t" if target else "c/log t"
+    if np.isfinite(fit["r2"]) and fit["r2"] >= MIN_R2:
+        t = np.geomspace(fit["step_min"], fit["step_max"], 100)  # (100,)
+        ax.plot(t, target + fit["c"] / np.log(t), color="tab:red", linestyle="--", linewidth=1.2,
+                label=f"fit {base}: c = {fit['c']:.3g}, R² = {fit['r2']:.2f} ({where})")
+    else:
+        ax.plot([], [], " ", label=f"{base} does not fit: R² = {fit['r2']:.2f} ({where}), not drawn")
+    return fit

@@ -790,8 +790,13 @@ def plot_snapshots(snapshots: Sequence[Sequence], y: np.ndarray, path: str | os.
         raise ValueError(f"ncols must be >= 1, got {ncols}.")
     nrows = -(-n // ncols)
     fig, axes = new_figure(nrows, ncols, _figsize(ncols, nrows, figsize))
+    from matplotlib.ticker import MaxNLocator
+
     for k, disp in enumerate(displays):
-        disp.plot(axes.flat[k], max_points=max_points, legend=(k == 0))
+        ax = axes.flat[k]
+        disp.plot(ax, max_points=max_points, legend=(k == 0))
+        for axis in (ax.xaxis, ax.yaxis):  # a tiny early cloud (spread 1e-4) must not crowd its tick labels
+            axis.set_major_locator(MaxNLocator(nbins=4, min_n_ticks=2))
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return save_figure(fig, path, dpi)
