@@ -74,15 +74,15 @@ def _normalised(X: np.ndarray, bias: str) -> tuple[np.ndarray, _Normalisation]:
     """
     H = np.c_[X, np.ones(len(X))] if bias == "regularized" else X
     shift = np.median(H, axis=0) if bias == "free" else np.zeros(H.shape[1])
-    H = H - shift
-    peak = float(np.abs(H).max(initial=0.0))
+    H = H - shift  # the one copy of the features a fit makes; the rest is in place
+    peak = float(max(H.max(initial=0.0), -H.min(initial=0.0)))
     if peak == 0.0 or not np.isfinite(peak):
         return H, _Normalisation(shift, 1.0, None)
     coarse = float(np.ldexp(1.0, int(np.frexp(peak)[1])))  # a power of two: dividing by it is exact
-    H = H / coarse
-    norms = np.sqrt((H * H).sum(1))
+    H /= coarse
+    norms = np.sqrt(np.einsum("ij,ij->i", H, H))
     fine = float(np.median(norms[norms > 0])) if (norms > 0).any() else 1.0
-    H = H / fine
+    H /= fine
     reflector = None
     if bias != "free" and H.shape[1] > 1:
         mean = H.mean(0)
@@ -92,7 +92,9 @@ def _normalised(X: np.ndarray, bias: str) -> tuple[np.ndarray, _Normalisation]:
             v[0] += 1.0 if v[0] >= 0 else -1.0  # reflect the mean onto ∓e₀ (the sign that avoids cancellation)
             reflector = v / np.linalg.norm(v)
     norm = _Normalisation(shift, coarse * fine, reflector)
-    return norm.reflect(H), norm
+    if reflector is not None:
+        H -= 2.0 * np.outer(H @ reflector, reflector)
+    return H, norm
 
 
 def _check_fit_memory(problem: MarginProblem) -> None:
