@@ -1,7 +1,8 @@
 """One max-margin QP on a subset of constraint units, solved exactly by an interior-point method.
 
-The dense BLAS interior-point method of ``_ipm`` solves it first; when that does not converge (an infeasible
-subset or numerical trouble) Clarabel solves it, and Clarabel's infeasibility certificate (checked by an LP in
+The cheaper of two dense BLAS interior-point methods solves it first: the primal one of ``_ipm`` (cost driven by
+K·(d+1)) or the dual one of ``_dual`` (cost driven by the number of units); when that does not converge (an
+infeasible subset or numerical trouble) the other one, then Clarabel solves it, and Clarabel's infeasibility certificate (checked by an LP in
 ``_working_set``) is what proves a hard-margin subset not separable. For Clarabel, the variables are
 ``x = [vec(W) (n_blocks·d), b (n_bias), ξ (one per sample of the subset, soft margin only)]``; Clarabel's form
 is ``min ½xᵀPx + qᵀx  s.t.  Ax + s = rhs, s ∈ K``. Each unit u gives the row ``−gᵤ(x) − ξ_{i(u)} + s = −1``
