@@ -46,9 +46,9 @@ class WorkingSetResult:
 
 
 _WHOLE_PROBLEM_UNITS = 1000  # up to this many units, the first QP is the whole problem (no seeding)
-_SEED_MARGIN = 1.02  # units whose margin under the approximate solution is below this seed the working set
+_SEED_MARGIN = 1.005  # units whose margin under the approximate solution is below this seed the working set
 _PRIMAL_VARIABLES = 2500  # up to this many QP variables (K·(d+1)) the primal method is the cheap one
-_CLEARLY_INACTIVE = 5e-3  # an inactive unit this far above the margin leaves the working set after one round
+_CLEARLY_INACTIVE = 1e-3  # an inactive unit this far above the margin leaves the working set after one round
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     ``progress`` (optional) is called with a :class:`RoundProgress` after every round.
 
     To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for three rounds in a row
-    leave the working set (in the dual regime after one round when their margin exceeds 1 + 5e-3); they are checked again every round like every other point and come back if
-    violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
+    leave the working set (in the dual regime after one round when their margin exceeds 1 + 1e-3); they are
+    checked again every round like every other point and come back if violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
 
     Time per round: one pass over all points (O(n·K·d)) plus the restricted QP; memory O(n·K) for the margin
     table plus the QP's (see ``_qp.restricted_costs``).
