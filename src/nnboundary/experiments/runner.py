@@ -43,13 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnboundary._jsonio import to_jsonable as _jsonable  # noqa: F401
+from nnboundary.device import resolve_device
+from nnboundary._jsonio import to_jsonable
 from nnboundary._jsonio import write_json as _write_json
 from nnboundary.experiments import _figures as F
 from nnboundary.experiments._data import RunData, load_run_data
 from nnboundary.experiments._hooks import SnapshotHook, TrackerHook, analysis_view
 from nnboundary.experiments.registry import ExperimentConfig, get_experiment, list_experiments
 from nnboundary.experiments.report import profile_differences, summary_rows, write_report
+from nnboundary.experiments.rundir import RunDir, RunExistsError, default_run_dir
 
 __all__ = ["RunExistsError", "RunResult", "default_run_dir", "load_run", "run_all", "run_experiment"]
 
@@ -58,10 +60,6 @@ logger = logging.getLogger(__name__)
 _SVM_KEYS = ("cosine", "angle_deg", "margin_ratio", "bias_offset", "agreement_train", "agreement_test",
              "agreement_grid", "n_support", "separable", "svm_multiclass", "svm_C", "sv_overlap_jaccard",
              "sv_overlap_jaccard_loss")
-
-
-class RunExistsError(FileExistsError):
-    """The run directory (or an interrupted ``.partial`` one) already exists; the message says what to pass."""
 
 
 @dataclass
@@ -98,11 +96,6 @@ class RunResult:
         from nnboundary.experiments.report import COMPACT_COLUMNS, TABLE_COLUMNS
 
         return summary_rows(self.summaries, COMPACT_COLUMNS if compact else TABLE_COLUMNS)
-
-
-def default_run_dir(name: str, profile: str, root: str | os.PathLike[str] = "runs") -> Path:
-    """``<root>/<name>-<profile>``, e.g. ``runs/blobs-quick``."""
-    return Path(root) / f"{name}-{profile}"
 
 
 # ------------------------------------------------------------------------------------------------ public
@@ -149,47 +142,47 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
     """
     t0 = time.perf_counter()
     cfg = _resolve(experiment, profile, seed, overrides)
-    out = Path(out_dir) if out_dir is not None else default_run_dir(cfg.name or "experiment", cfg.profile)
-    partial = out.with_name(out.name + ".partial")
-    if resume and _is_complete(out) and not partial.exists():
+    rd = RunDir(out_dir if out_dir is not None else default_run_dir(cfg.name or "experiment", cfg.profile),
+                experiment=cfg.name, profile=cfg.profile)
+    out = rd.path
+    if resume and rd.is_complete() and not rd.has_partial():
         saved = load_run(out)
         _check_same_config(saved.config, cfg.to_dict(), out / "config.json")
         logger.info("%s is already complete; nothing to resume.", out)
         return saved
-    _check_device(device)
+    resolve_device(device)
     data = load_run_data(cfg, data_dir)  # before any directory is made: a missing data set leaves nothing behind
-    _prepare(out, partial, force=force, resume=resume)
-    run_info = _run_info(cfg, device, data_dir)
-    _write_config(partial, cfg, run_info, resume=resume)
-    data.save(partial / "data.npz")
-    summaries: dict[str, dict[str, Any]] = {}
-    figures: dict[str, list[F.FigureInfo]] = {}
-    tracking_errors: dict[str, list[dict[str, Any]]] = {}
-    for i, (label, vcfg) in enumerate(cfg.expand()):
-        vdir = partial / "variants" / label if cfg.is_study else partial
-        prefix = f"{label}-" if cfg.is_study else ""
-        logger.info("Running %s / %s (%s profile).", cfg.name, label, cfg.profile)
-        done = _run_variant(label, vcfg, data, vdir, partial, prefix, device=device, resume=resume, progress=progress,
-                            draw_data=i == 0)
-        for row_label, summary in done["rows"].items():
-            summaries[row_label if cfg.is_study or len(done["rows"]) > 1 else label] = summary
-        figures[label] = [F.FigureInfo(**f) for f in done["figures"]]
-        tracking_errors[label] = done["tracking_errors"]
-    if cfg.is_study:
-        _concat_metrics(partial, [label for label, _ in cfg.expand()])
+    with rd.open(force=force, resume=resume) as partial:
+        run_info = _run_info(cfg, device, data_dir)
+        _write_config(partial, cfg, run_info, resume=resume)
+        data.save(partial / "data.npz")
+        summaries: dict[str, dict[str, Any]] = {}
+        figures: dict[str, list[F.FigureInfo]] = {}
+        tracking_errors: dict[str, list[dict[str, Any]]] = {}
+        for i, (label, vcfg) in enumerate(cfg.expand()):
+            vdir = partial / "variants" / label if cfg.is_study else partial
+            prefix = f"{label}-" if cfg.is_study else ""
+            logger.info("Running %s / %s (%s profile).", cfg.name, label, cfg.profile)
+            done = _run_variant(label, vcfg, data, vdir, partial, prefix, device=device, resume=resume,
+                                progress=progress, draw_data=i == 0)
+            for row_label, summary in done["rows"].items():
+                summaries[row_label if cfg.is_study or len(done["rows"]) > 1 else label] = summary
+            figures[label] = [F.FigureInfo(**f) for f in done["figures"]]
+            tracking_errors[label] = done["tracking_errors"]
+        if cfg.is_study:
+            _concat_metrics(partial, [label for label, _ in cfg.expand()])
 
-    run_info["wall_time_s"] = round(time.perf_counter() - t0, 2)
-    reference = _paper_reference(cfg)
-    _write_json(partial / "summary.json", {
-        "experiment": cfg.name, "title": cfg.title, "profile": cfg.profile, "seed": cfg.seed, "device": device,
-        "wall_time_s": run_info["wall_time_s"], "variants": summaries,
-        "table": dict(zip(("headers", "rows"), summary_rows(summaries))), "config_file": "config.json",
-    })
-    write_report(partial, config=cfg.to_dict(), summaries=summaries, figures=figures, run_info=run_info,
-                 paper_differences=profile_differences(cfg.to_dict(), reference),
-                 tracking_errors=tracking_errors)
-    _write_config(partial, cfg, run_info, resume=True)  # now with the wall time
-    _finalize(partial, out, force=force)
+        run_info["wall_time_s"] = round(time.perf_counter() - t0, 2)
+        reference = _paper_reference(cfg)
+        _write_json(partial / "summary.json", {
+            "experiment": cfg.name, "title": cfg.title, "profile": cfg.profile, "seed": cfg.seed, "device": device,
+            "wall_time_s": run_info["wall_time_s"], "variants": summaries,
+            "table": dict(zip(("headers", "rows"), summary_rows(summaries))), "config_file": "config.json",
+        })
+        write_report(partial, config=cfg.to_dict(), summaries=summaries, figures=figures, run_info=run_info,
+                     paper_differences=profile_differences(cfg.to_dict(), reference),
+                     tracking_errors=tracking_errors)
+        _write_config(partial, cfg, run_info, resume=True)  # now with the wall time
     return RunResult(name=cfg.name, profile=cfg.profile, run_dir=out, report=out / "report.md", summaries=summaries,
                      config=cfg.to_dict(), run_info=run_info, wall_time_s=run_info["wall_time_s"])
 
@@ -239,15 +232,6 @@ def _resolve(experiment: str | ExperimentConfig, profile: str, seed: int | None,
     return cfg.validate()
 
 
-def _check_device(device: str) -> None:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"Unknown device {device!r} ({err}); use 'cpu' or 'cuda'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device. Use --device cpu.")
-
-
 def _paper_reference(cfg: ExperimentConfig) -> dict[str, Any] | None:
     if cfg.profile == "paper" or cfg.name not in list_experiments():
         return None
@@ -280,41 +264,8 @@ def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Pat
                              f"{current.get(key)!r}. Use the same settings, or --force to start over.")
 
 
-# ------------------------------------------------------------------------------------------------ dirs
 def _is_complete(d: Path) -> bool:
-    return (d / "summary.json").is_file() and (d / "config.json").is_file()
-
-
-def _prepare(out: Path, partial: Path, *, force: bool, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise RunExistsError(f"{out} exists and is not a directory. Choose another --out.")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise RunExistsError(f"{out} already holds a run ({'complete' if _is_complete(out) else 'unknown content'}). "
-                             "Pass --force (force=True) to overwrite it, or choose another --out.")
-    if partial.exists():
-        if force and not resume:
-            shutil.rmtree(partial)
-        elif not resume:
-            raise RunExistsError(f"{partial} holds an interrupted run. Pass --resume (resume=True) to continue it, "
-                                 "or --force to discard it and start over.")
-    elif resume:
-        logger.warning("resume=True but %s does not exist: starting from scratch.", partial)
-    partial.mkdir(parents=True, exist_ok=True)
-
-
-def _finalize(partial: Path, out: Path, *, force: bool) -> None:
-    """Move the finished ``partial`` to ``out``; an old ``out`` is replaced only with ``force``."""
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    if out.exists():
-        if not force:
-            raise RunExistsError(f"{out} appeared while the run was going; the finished run is in {partial}.")
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, trash)
-        os.replace(partial, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(partial, out)
+    return RunDir.is_run_dir(d) and (d / "summary.json").is_file() and (d / "config.json").is_file()
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -517,7 +468,7 @@ def _rewrite_metrics(path: Path, records: list[dict[str, Any]], errors: Sequence
     by_step.update({int(r["step"]): r for r in records})
     rows = [by_step[s] for s in sorted(by_step)]
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in rows), encoding="utf-8")
     os.replace(tmp, path)
     return rows
 

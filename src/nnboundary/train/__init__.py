@@ -16,7 +16,7 @@
 This package imports nothing from the modules to its right (models, features, tracking, ...).
 """
 
-from .checkpoint import (CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
+from .checkpoint import (CheckpointError, CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
                          load_checkpoint, load_weights, save_checkpoint)
 from .loop import StepCallback, TrainCallback, Trainer, TrainResult, as_callback, evaluate, find_head, fit
 from .losses import (ClassificationLoss, MulticlassHinge, StableCrossEntropy, available_losses, make_loss,
@@ -28,6 +28,6 @@ __all__ = [
     "fit", "Trainer", "TrainResult", "TrainCallback", "StepCallback", "as_callback", "evaluate", "find_head",
     "make_loss", "available_losses", "stable_cross_entropy", "ClassificationLoss", "StableCrossEntropy",
     "MulticlassHinge", "make_optimizer", "available_optimizers", "log_schedule", "resolve_schedule",
-    "CheckpointExistsError", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_checkpoint",
+    "CheckpointError", "CheckpointExistsError", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_checkpoint",
     "load_checkpoint", "load_weights",
 ]

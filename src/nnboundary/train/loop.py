@@ -49,7 +49,7 @@ from torch.utils.data import default_collate
 from nnboundary._jsonio import to_jsonable
 
 from .checkpoint import (CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
-                         load_checkpoint, save_checkpoint, CHECKPOINT_FORMAT)
+                         load_checkpoint, require_keys, save_checkpoint, CHECKPOINT_FORMAT)
 from .losses import make_loss
 from .optim import make_optimizer
 from .schedule import ScheduleSpec, resolve_schedule
@@ -826,6 +826,7 @@ class Trainer:
                  device: torch.device) -> tuple[int, list[tuple[int, float, float]]]:
         """Load the checkpoint at ``path`` into the run; returns (step, history)."""
         payload = load_checkpoint(path)
+        require_keys(payload, ("step", "model", "optimizer", "stream", "rng", "history", "settings"), path)
         self._check_compatible(payload["settings"], settings, path)
         start = int(payload["step"])
         if start > steps:
