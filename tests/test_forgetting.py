@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nnboundary.applications import OutputExistsError
+from nnboundary.experiments.rundir import RunExistsError
 from nnboundary.applications._common import Arrays, build_network
 from nnboundary.applications.forgetting import (
     FORGETTING_EXPERIMENTS,
@@ -248,7 +248,7 @@ def _tiny_config() -> dict:
 def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
     cfg = _tiny_config()
     a = run_forgetting(cfg, tmp_path / "run")
-    for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "forgetting.png"):
+    for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "report.md", "figures/forgetting.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     pt = pd.read_csv(tmp_path / "run" / "per_task.csv")
     assert len(pt) == 2 * 5 * 3
@@ -266,7 +266,7 @@ def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
     pd.testing.assert_frame_equal(a.per_task.loc[a.per_task["seed"] == 1, cols].reset_index(drop=True),
                                   b.per_task[cols])
 
-    with pytest.raises(OutputExistsError, match="force"):
+    with pytest.raises(RunExistsError, match="force"):
         run_forgetting(cfg, tmp_path / "run")
 
 

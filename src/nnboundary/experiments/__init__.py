@@ -25,6 +25,7 @@ from nnboundary.experiments.registry import (
     list_experiments,
     register_experiment,
 )
+from nnboundary.experiments import _catalog  # noqa: F401  (importing the definitions registers them)
 from nnboundary.experiments.report import summary_rows, write_report
 from nnboundary.experiments.runner import (
     RunExistsError,

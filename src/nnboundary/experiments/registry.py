@@ -22,6 +22,7 @@ Nothing here trains anything; :func:`nnboundary.experiments.run_experiment` does
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import fnmatch
@@ -37,6 +38,7 @@ __all__ = [
     "ExperimentConfig",
     "Profile",
     "Variant",
+    "deep_merge",
     "describe_experiment",
     "get_experiment",
     "list_experiments",
@@ -406,5 +408,20 @@ def get_experiment(name: str, profile: str = "quick", **overrides: Any) -> Exper
     return cfg.with_overrides(**overrides)
 
 
-# Importing the definitions registers them (kept in their own module: one idea per module).
-from nnboundary.experiments import _catalog  # noqa: E402,F401
+# ---------------------------------------------------------------------------------------------- merging
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """The one override rule for dict-shaped configs (image, bias, forgetting, adversarial kinds).
+
+    ``base`` updated by ``override``: nested dicts are merged key by key, everything else replaced. A nested
+    dict whose ``"name"`` differs from the base's (another model, another data set) replaces the base dict
+    whole, so that a ResNet's ``kwargs`` never leak into a DenseNet's.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        renamed = (isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and "name" in value
+                   and value["name"] != out[key].get("name"))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not renamed:
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

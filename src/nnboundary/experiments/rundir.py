@@ -123,10 +123,10 @@ class RunDir:
         RunLockedError
             Another live process holds the lock.
         """
-        self._check(force=force, resume=resume)
+        self.check(force=force, resume=resume)
         self._acquire()
         try:
-            self._check(force=force, resume=resume)  # again, now that we hold the lock
+            self.check(force=force, resume=resume)  # again, now that we hold the lock
             stage = self._prepare(force=force, resume=resume)
             yield stage
             self._commit(force=force)
@@ -140,7 +140,8 @@ class RunDir:
             raise RunExistsError(f"{d} is not an nnboundary run directory (no {MARKER}); it is never replaced, "
                                  f"even with --force. Choose another --out{what}.")
 
-    def _check(self, *, force: bool, resume: bool) -> None:
+    def check(self, *, force: bool = False, resume: bool = False) -> None:
+        """Raise :class:`RunExistsError` now if :meth:`open` with these flags would refuse (call it before long work)."""
         self._refuse_foreign(self.path, "")
         self._refuse_foreign(self.partial, " or remove that folder yourself")
         if self.path.is_dir() and any(self.path.iterdir()) and not force:

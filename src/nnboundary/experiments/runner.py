@@ -385,14 +385,12 @@ def _model_facts(model: torch.nn.Module, data: RunData) -> dict[str, Any]:
 
 
 def _input_svm(data: RunData, multiclass: str, soft_C: float) -> F.InputSVM | None:
-    from nnboundary.svm import MaxMarginClassifier, NotSeparableError
+    from nnboundary.experiments.svmfit import fit_hard_then_soft
 
     X, y = data.X_train, data.y_train
     mc = multiclass if data.n_classes > 2 else "crammer_singer"
     try:
-        clf, hard = MaxMarginClassifier(C=None, multiclass=mc).fit(X, y), True
-    except NotSeparableError:
-        clf, hard = MaxMarginClassifier(C=soft_C, multiclass=mc).fit(X, y), False
+        clf, hard = fit_hard_then_soft(X, y, soft_C=soft_C, multiclass=mc)
     except Exception as err:  # noqa: BLE001 - an input-space SVM is context, not the result
         logger.warning("Input-space SVM failed: %s", err)
         return None
