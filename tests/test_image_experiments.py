@@ -88,7 +88,7 @@ def test_bias_profiles_validate(name, profile):
 @pytest.mark.parametrize("overrides, match", [
     ({"bogus": 1}, "unknown keys"),
     ({"train": {"optimizer": "lbfgs"}}, "optimizer"),
-    ({"train": {"steps": 10}}, "exactly one of"),
+    ({"train": {"steps": 10, "epochs": 2}}, "exactly one of"),
     ({"train": {"lr": -1.0}}, "lr"),
     ({"model": {"kwargs": {"no_such_argument": 3}}}, "no_such_argument"),
     ({"data": {"name": "imagenet"}}, "data.name"),
@@ -125,7 +125,7 @@ def _check_run(out: Path, summary: dict, figures: bool = True) -> None:
     else:
         assert 0.0 <= summary["angle_deg"] <= 180.0
         assert 0.0 <= summary["agreement_test"] <= 1.0
-        assert Path(summary["figures"]["nn_vs_svm"]).is_file() if figures else summary["figures"] == {}
+        assert (out / summary["figures"]["nn_vs_svm"]).is_file() if figures else summary["figures"] == {}
 
 
 def test_smoke_run_on_digits_always_works(tmp_path):

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnboundary.analysis import _jsonable, analyze
+from nnboundary._jsonio import to_jsonable
+from nnboundary.analysis import analyze
 
 __all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
 
@@ -160,7 +161,7 @@ class AlignmentTracker:
     def _append(self, row: dict[str, Any]) -> None:
         if self.path is None:
             return
-        line = json.dumps(_jsonable(row), allow_nan=False)
+        line = json.dumps(to_jsonable(row), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
@@ -371,6 +372,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path} line {i + 1} is not valid JSON; the file is corrupt.") from None
             logger.warning("Dropping a truncated last line of %s (interrupted write).", path)
             tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records))
+            tmp.write_text("".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in records))
             os.replace(tmp, path)
     return records

@@ -50,7 +50,6 @@ from nnboundary.experiments.images import (
     load_image_data,
     load_trained_model,
     lookup_profile,
-    prepare_out_dir,
     resolve_config,
     run_image_experiment,
     validate_model_section,
@@ -58,8 +57,9 @@ from nnboundary.experiments.images import (
     write_json,
     IMAGE_EXPERIMENTS,
 )
-from nnboundary.models import build_model, dead_units
-from nnboundary.models._init import tf_truncated_normal_, torch_default_
+from nnboundary.device import resolve_device
+from nnboundary.experiments.rundir import RunDir, default_run_dir
+from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
 from nnboundary.train import fit
 
 __all__ = [
@@ -86,8 +86,6 @@ HEAD_METRICS: tuple[str, ...] = (
     "bias_norm",
 )
 _HEAD_KEYS = {"input", "reinit", "batch_size", "steps", "seeds", "optimizers", "lr_scale"}
-_OUTPUTS = ("summary.json", "config.json", "report.md", "bias_runs.csv", "bias_table.csv", "bias_table_by_network.csv",
-            "figures")
 
 _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
 _QUICK_HEAD = {"input": "features", "reinit": "original", "batch_size": None, "steps": 3000, "seeds": [0, 1, 2],
@@ -533,11 +531,11 @@ def aggregate_bias_runs(runs: pd.DataFrame, *, by_network: bool = False) -> pd.D
 # Networks
 # ------------------------------------------------------------------------------------------------
 def _image_network(net: dict[str, Any], seed: int, out: Path, *, model_dir: Any, device: Any, data_dir: Any,
-                   force: bool, progress: bool) -> tuple[nn.Module, tuple, dict[str, Any]]:
-    if model_dir is None:
+                   progress: bool) -> tuple[nn.Module, tuple, dict[str, Any]]:
+    if model_dir is None:  # a run directory of its own inside this run's staging folder
         model_dir = out / f"network-seed{seed}"
         run_image_experiment(net["image_experiment"], net.get("profile", "quick"), model_dir, seed=seed,
-                             device=device, data_dir=data_dir, force=force, progress=progress)
+                             device=device, data_dir=data_dir, progress=progress)
     model, run_cfg = load_trained_model(model_dir, device=device)
     ds = load_image_data(run_cfg, data_dir=data_dir, seed=run_cfg["seed"])
     info = {"run_dir": str(model_dir), "experiment": run_cfg["experiment"], "profile": run_cfg["profile"],
@@ -616,43 +614,55 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
     seeds = [seed] if seed is not None else list(cfg["network_seeds"])
     if model_dir is not None:
         seeds = seeds[:1]
-    out = prepare_out_dir(out_dir or Path("runs") / f"{name}-{profile}", force=force, outputs=_OUTPUTS)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {**cfg, "network_seeds_run": seeds, "device": str(device),
-                                     "model_dir": None if model_dir is None else str(model_dir)})
+    rd = RunDir(out_dir or default_run_dir(name, profile), experiment=name, profile=profile)
+    rd.check(force=force)
+    resolve_device(device)
     t0 = time.perf_counter()
-    rows, networks, first = [], [], None
-    for s in seeds:
-        if "image_experiment" in net:
-            model, data, info = _image_network(net, s, out, model_dir=model_dir, device=device, data_dir=data_dir,
-                                               force=force, progress=progress)
-        else:
-            model, data, info = _simulated_network(net, s, device=device, progress=progress)
-        net_rows, extras = compare_heads(model, *data, cfg["head"], device=device, network_seed=s,
-                                         progress=progress)
-        rows += net_rows
-        networks.append({**info, "dead_units": extras["dead_units"].tolist(),
-                         "dead_units_note": dead_units_note(extras["dead_units"]),
-                         "feature_norm_rms": extras["feature_norm"], "joint": extras["joint_summary"]})
-        first = first or extras
-    runs = pd.DataFrame(rows)
-    runs.to_csv(out / "bias_runs.csv", index=False)
-    table = aggregate_bias_runs(runs)
-    table.to_csv(out / "bias_table.csv")
-    per_network = aggregate_bias_runs(runs, by_network=True)
-    per_network.to_csv(out / "bias_table_by_network.csv")
-    figures = _bias_figure(first, cfg, out / "figures")
-    retrained = runs[runs["condition"].str.startswith("reinit-")]
-    summary = {"experiment": name, "profile": profile, "label": cfg["label"], "title": cfg["title"],
-               "device": str(device), "network_seeds": seeds, "networks": networks,
-               "table": {c: table.loc[c].to_dict() for c in table.index},
-               "table_by_network": {f"{n}/{c}": per_network.loc[(n, c)].to_dict() for n, c in per_network.index},
-               "feature_map_identical": bool(retrained["feature_map_identical"].all()),
-               "n_heads_retrained": int(len(retrained)), "figures": figures,
-               "wall_time_s": time.perf_counter() - t0, "config": cfg}
-    write_json(out / "summary.json", summary)
-    (out / "report.md").write_text(bias_report(summary, table, per_network))
+    with rd.open(force=force) as out:
+        write_json(out / "config.json", {**cfg, "network_seeds_run": seeds, "device": str(device),
+                                         "model_dir": None if model_dir is None else str(model_dir)})
+        rows, networks, first = [], [], None
+        for s in seeds:
+            if "image_experiment" in net:
+                model, data, info = _image_network(net, s, out, model_dir=model_dir, device=device,
+                                                   data_dir=data_dir, progress=progress)
+            else:
+                model, data, info = _simulated_network(net, s, device=device, progress=progress)
+            net_rows, extras = compare_heads(model, *data, cfg["head"], device=device, network_seed=s,
+                                             progress=progress)
+            rows += net_rows
+            networks.append({**info, "dead_units": extras["dead_units"].tolist(),
+                             "dead_units_note": dead_units_note(extras["dead_units"]),
+                             "feature_norm_rms": extras["feature_norm"], "joint": extras["joint_summary"]})
+            first = first or extras
+        runs = pd.DataFrame(rows)
+        runs.to_csv(out / "bias_runs.csv", index=False)
+        table = aggregate_bias_runs(runs)
+        table.to_csv(out / "bias_table.csv")
+        per_network = aggregate_bias_runs(runs, by_network=True)
+        per_network.to_csv(out / "bias_table_by_network.csv")
+        figures = _bias_figure(first, cfg, out / "figures")
+        retrained = runs[runs["condition"].str.startswith("reinit-")]
+        summary = {"experiment": name, "profile": profile, "label": cfg["label"], "title": cfg["title"],
+                   "device": str(device), "network_seeds": seeds, "networks": networks,
+                   "table": {c: table.loc[c].to_dict() for c in table.index},
+                   "table_by_network": {f"{n}/{c}": per_network.loc[(n, c)].to_dict() for n, c in per_network.index},
+                   "feature_map_identical": bool(retrained["feature_map_identical"].all()),
+                   "n_heads_retrained": int(len(retrained)), "figures": figures,
+                   "wall_time_s": time.perf_counter() - t0, "config": cfg}
+        write_json(out / "summary.json", summary)
+        (out / "report.md").write_text(bias_report(summary, table, per_network))
     return summary
+
+
+def bias_headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """Flat headline numbers of a bias run: per condition, the mean angle to the SVM and the mean bias offset."""
+    out: dict[str, Any] = {}
+    for condition, row in summary.get("table", {}).items():
+        for metric in ("angle_deg_mean", "bias_offset_mean", "test_accuracy_mean"):
+            if metric in row:
+                out[f"{condition}/{metric}"] = row[metric]
+    return out
 
 
 def _bias_figure(extras: dict[str, Any], cfg: dict[str, Any], fig_dir: Path) -> dict[str, str]:
@@ -672,7 +682,7 @@ def _bias_figure(extras: dict[str, Any], cfg: dict[str, Any], fig_dir: Path) -> 
         support=extras["support"],
         titles=("SVM (free bias)", "NN (trained jointly)", f"NN (head re-initialised, {opt})"),
         **{"resolution": 300, "dpi": 120, **cfg.get("figure", {})})
-    return {"bias_three_panel": str(path)}
+    return {"bias_three_panel": str(Path(path).relative_to(fig_dir.parent))}  # relative to the run dir
 
 
 def _pm(table: pd.DataFrame, key: Any, metric: str, spec: str = ".3g") -> str:

@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,9 @@ import torch
 from torch import nn
 
 from nnboundary.data import REAL_DATASETS, ImageDataset, load_real
+from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import deep_merge
+from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import MLP, DenseNet, ResNetMNIST, build_model, dead_units
 from nnboundary.train import TrainResult, available_losses, available_optimizers, fit
 
@@ -64,12 +66,12 @@ __all__ = [
     "build_image_model",
     "train_image_network",
     "load_trained_model",
-    "prepare_out_dir",
     "validate_model_section",
     "validate_train_section",
     "model_kwargs",
     "write_json",
     "dead_units_note",
+    "image_headline",
     "image_report",
     "compare_with_svm",
     "lookup_profile",
@@ -85,7 +87,6 @@ _DATA_KEYS = {"name", "classes", "subsample", "test_subsample", "normalize"}
 _TRAIN_KEYS = {"optimizer", "lr", "batch_size", "steps", "epochs", "loss", "optimizer_kwargs", "loss_kwargs",
                "drop_last"}
 _PROFILE_KEYS = {"label", "data", "model", "train", "init_retries", "analysis", "notes"}
-_OUTPUTS = ("summary.json", "config.json", "report.md", "model.pt", "analysis", "figures", "checkpoints")
 
 
 class ExperimentConfigError(ValueError):
@@ -266,17 +267,6 @@ IMAGE_EXPERIMENTS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------
 # Config resolution and validation
 # ------------------------------------------------------------------------------------------------
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``override`` merged in, recursively for nested dicts."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def lookup_profile(registry: dict[str, dict[str, Any]], name: str, profile: str, kind: str) -> dict[str, Any]:
     """The unresolved settings of ``registry[name]``'s ``profile``; KeyError / ValueError name what exists."""
     if name not in registry:
@@ -322,7 +312,13 @@ def resolve_config(table: dict[str, dict], name: str, profile: str, kind: str,
     except ValueError as err:
         raise ExperimentConfigError(str(err)) from None
     entry = table[name]
-    cfg = _deep_merge(base, overrides or {})
+    cfg = deep_merge(base, overrides or {})
+    train_override = (overrides or {}).get("train", {})
+    if isinstance(train_override, dict) and isinstance(cfg.get("train"), dict):
+        # steps and epochs are two ways of saying the same thing: overriding one drops the other
+        for given, other in (("steps", "epochs"), ("epochs", "steps")):
+            if given in train_override and other not in train_override:
+                cfg["train"].pop(other, None)
     cfg.update(experiment=name, profile=profile, title=entry["title"], source=entry["source"],
                reference=copy.deepcopy(entry["reference"]))
     validate(cfg)
@@ -415,36 +411,6 @@ def validate_image_config(cfg: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------
 # Building blocks (also used by nnboundary.experiments.bias and the benchmark)
 # ------------------------------------------------------------------------------------------------
-def prepare_out_dir(out_dir: str | os.PathLike[str], *, force: bool = False, resume: bool = False,
-                    outputs: tuple[str, ...] = _OUTPUTS) -> Path:
-    """Check that ``out_dir`` may receive a run; with ``force``, remove the previous run's outputs.
-
-    Only the names in ``outputs`` are removed (never other files). The folder itself is created
-    later by the caller, once the data has been found.
-
-    Raises
-    ------
-    FileExistsError
-        ``out_dir`` exists and is not empty, and neither ``force`` nor ``resume`` is set.
-    NotADirectoryError
-        ``out_dir`` is a file.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; pass a folder as out_dir.")
-    if out.is_dir() and any(out.iterdir()) and not (force or resume):
-        raise FileExistsError(f"{out} is not empty. Pass force=True (--force) to replace its results, "
-                              "resume=True to continue its training, or choose another out_dir.")
-    if force and out.is_dir():
-        for name in outputs:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    return out
-
-
 def load_image_data(cfg: dict[str, Any], *, data_dir: str | os.PathLike[str] | None = None,
                     seed: int = 0) -> ImageDataset:
     """Load the data of a resolved config (``cfg["data"]``); subsampling is drawn with ``seed``.
@@ -576,7 +542,7 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
         A key of :data:`IMAGE_EXPERIMENTS`.
     profile : {"smoke", "quick", "paper"}, default="quick"
     out_dir : path-like or None, default=None
-        Run folder; None: ``runs/<name>-<profile>-seed<seed>``.
+        Run directory (see :class:`~nnboundary.experiments.rundir.RunDir`); None: ``runs/<name>-<profile>``.
     seed : int, default=0
         Seeds the subsampling, the model initialisation and the minibatch order.
     device : str or torch.device, default="cpu"
@@ -584,9 +550,9 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
     data_dir : path-like or None, default=None
         Where the data files are (see :func:`nnboundary.data.load_real`).
     force : bool, default=False
-        Replace the results of a previous run in ``out_dir``.
+        Replace a previous run in ``out_dir`` (only a directory that carries the run marker).
     resume : bool, default=False
-        Continue the training of a previous run in ``out_dir`` from its latest checkpoint.
+        Continue an interrupted run (``<out_dir>.partial``) from its latest checkpoint.
     overrides : dict or None, default=None
         Merged into the profile (see :func:`image_config`).
     progress : bool, default=False
@@ -604,35 +570,55 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
 
     Raises
     ------
-    FileExistsError
-        ``out_dir`` is not empty and neither ``force`` nor ``resume`` is set.
+    nnboundary.experiments.RunExistsError
+        ``out_dir`` holds a run and ``force`` is not set, an interrupted run is there and neither ``resume``
+        nor ``force`` is set, or ``out_dir`` is not an nnboundary run directory.
     nnboundary.data.DatasetNotFoundError
         The data set is not found (raised before anything is written).
     ExperimentConfigError
         An invalid profile or override.
     """
     cfg = image_config(name, profile, overrides)
-    out = prepare_out_dir(out_dir or Path("runs") / f"{name}-{profile}-seed{seed}", force=force, resume=resume)
+    rd = RunDir(out_dir or default_run_dir(name, profile), experiment=name, profile=profile)
+    if resume and rd.is_complete() and not rd.has_partial():
+        logger.info("%s is already complete; nothing to resume.", rd.path)
+        return json.loads((rd.path / "summary.json").read_text())
+    rd.check(force=force, resume=resume)
+    resolve_device(device)
     t0 = time.perf_counter()
-    ds = load_image_data(cfg, data_dir=data_dir, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model, build = build_image_model(cfg, ds, seed=seed)
-    write_json(out / "config.json", _run_config(cfg, ds, build, seed, device))
-    result = train_image_network(cfg, ds, model, seed=seed, device=device, checkpoint_dir=out / "checkpoints",
-                                 resume=resume, progress=progress)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
-    analysis, dead, test_accuracy = compare_with_svm(model, ds, cfg, device=device, progress=progress)
-    figures = {}
-    if analysis is not None:
-        analysis.save(out / "analysis", overwrite=True)
-        figures = _figures(analysis, out / "figures", cfg)
-    summary = _summary(cfg, ds, build, result, analysis, dead, test_accuracy, seed, device, figures,
-                       time.perf_counter() - t0)
-    write_json(out / "summary.json", summary)
-    (out / "report.md").write_text(image_report(summary))
+    ds = load_image_data(cfg, data_dir=data_dir, seed=seed)  # before any directory: a missing data set leaves none
+    with rd.open(force=force, resume=resume) as stage:
+        model, build = build_image_model(cfg, ds, seed=seed)
+        write_json(stage / "config.json", _run_config(cfg, ds, build, seed, device))
+        result = train_image_network(cfg, ds, model, seed=seed, device=device, checkpoint_dir=stage / "checkpoints",
+                                     resume=resume, progress=progress)
+        _write_history(stage / "metrics.jsonl", result)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, stage / "model.pt")
+        analysis, dead, test_accuracy = compare_with_svm(model, ds, cfg, device=device, progress=progress)
+        figures = {}
+        if analysis is not None:
+            analysis.save(stage / "analysis", overwrite=True)
+            figures = _figures(analysis, stage / "figures", cfg)
+        summary = _summary(cfg, ds, build, result, analysis, dead, test_accuracy, seed, device, figures,
+                           time.perf_counter() - t0)
+        write_json(stage / "summary.json", summary)
+        (stage / "report.md").write_text(image_report(summary))
     logger.info("%s/%s: test accuracy %.4f, angle %s°, written to %s", name, profile,
-                summary["test_accuracy"], _fmt(summary["angle_deg"]), out)
+                summary["test_accuracy"], _fmt(summary["angle_deg"]), rd.path)
     return summary
+
+
+def _write_history(path: Path, result: TrainResult) -> None:
+    """metrics.jsonl: one line per logged training step (loss and accuracy of that step's batch)."""
+    from nnboundary._jsonio import atomic_write, to_jsonable
+
+    rows = [{"step": int(s), "train_loss": loss, "train_accuracy": acc} for s, loss, acc in result.history]
+    atomic_write(path, lambda fh: fh.write("".join(json.dumps(to_jsonable(r)) + "\n" for r in rows)))
+
+
+def image_headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The flat headline numbers of an image run's summary (for ``reproduce``'s table)."""
+    return {k: summary.get(k) for k in ("test_accuracy", *_HEADLINE) if k in summary}
 
 
 def compare_with_svm(model: nn.Module, ds: ImageDataset, cfg: dict[str, Any], *,
@@ -697,7 +683,7 @@ def _figures(analysis: Any, fig_dir: Path, cfg: dict[str, Any]) -> dict[str, str
             analysis.nn_coef, analysis.nn_intercept, np.atleast_2d(reg.coef_), np.atleast_1d(reg.intercept_),
             H, y, None, fig_dir / "nn_vs_svm_regularized.png",
             titles=("SVM (regularised bias)", "NN (last layer)", "Overlay"), **common)
-    return {k: str(v) for k, v in files.items()}
+    return {k: str(Path(v).relative_to(fig_dir.parent)) for k, v in files.items()}  # relative to the run dir
 
 
 def dead_units_note(dead: np.ndarray) -> str:
@@ -775,7 +761,7 @@ def image_report(summary: dict[str, Any]) -> str:
                ("SV overlap (Jaccard, smallest NN margins)", "sv_overlap_jaccard"), ("separable", "separable")]
     rows += [(label, _fmt(a.get(key)), "") for label, key in metrics]
     table = "\n".join(f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows)
-    figs = "\n".join(f"![{k}]({Path(v).relative_to(Path(v).parent.parent)})" for k, v in s["figures"].items())
+    figs = "\n".join(f"![{k}]({v})" for k, v in s["figures"].items())
     return (f"# {s['title']}\n\n"
             f"Profile **{s['profile']}**: {s['label']}. Seed {s['seed']}, device {s['device']}, "
             f"{s['n_train']} training / {s['n_test']} test images, classes {s['classes']}, "

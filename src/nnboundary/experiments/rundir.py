@@ -10,9 +10,9 @@ Every experiment kind (simulated, image, bias, forgetting, adversarial) writes i
 
 Safety rules, each enforced here and nowhere else:
 
-* **Marker.** A run directory carries :data:`MARKER` (a small JSON file). ``force=True`` replaces only a
-  directory that carries it; a folder without it (a user's folder, ``runs/`` itself) is refused and nothing
-  in it is touched.
+* **Marker.** A run directory carries :data:`MARKER` (a small JSON file listing what the run wrote).
+  ``force=True`` replaces only a directory that carries it; a folder without it (a user's folder, ``runs/``
+  itself) is refused and nothing in it is touched. Files a user added to a run directory are kept.
 * **Lock.** While a run writes, ``<out>.lock`` holds the writer's pid and host. A second writer is refused;
   a lock whose process is gone (same host) is stale and taken over.
 * **Staging.** Everything is written into ``<out>.partial/`` and renamed to ``<out>`` only when the run is
@@ -167,17 +167,31 @@ class RunDir:
     def _commit(self, *, force: bool) -> None:
         """Move the finished staging folder to ``path``; an old run there is replaced only with ``force``."""
         out, stage = self.path, self.partial
+        marker = json.loads((stage / MARKER).read_text(encoding="utf-8"))
+        marker["created"] = sorted(p.name for p in stage.iterdir() if p.name != MARKER)
+        write_json(stage / MARKER, marker)  # what this run wrote: a later --force deletes only these
         if out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         if out.exists():
             if not (force and self.is_run_dir(out)):
                 raise RunExistsError(f"{out} appeared while the run was going; the finished run is in {stage}.")
+            ours = set(self._created(out))
+            for entry in out.iterdir():  # files a user put into the old run directory move to the new one
+                if entry.name != MARKER and entry.name not in ours and not (stage / entry.name).exists():
+                    os.replace(entry, stage / entry.name)
             trash = out.with_name(f".{out.name}.old-{os.getpid()}")
             os.replace(out, trash)
             os.replace(stage, out)
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(stage, out)
+
+    @staticmethod
+    def _created(d: Path) -> list[str]:
+        try:
+            return list(json.loads((d / MARKER).read_text(encoding="utf-8")).get("created", []))
+        except (OSError, ValueError, AttributeError):
+            return []
 
     # -- the lock --------------------------------------------------------------------------------------
     def _acquire(self) -> None:
