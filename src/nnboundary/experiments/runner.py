@@ -34,7 +34,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,6 +96,21 @@ class RunResult:
         from nnboundary.experiments.report import COMPACT_COLUMNS, TABLE_COLUMNS
 
         return summary_rows(self.summaries, COMPACT_COLUMNS if compact else TABLE_COLUMNS)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers: the summary of the single run, or ``{"<variant>/<key>": value}`` of a study."""
+        if len(self.summaries) == 1:
+            return dict(next(iter(self.summaries.values())))
+        return {f"{label}/{k}": v for label, s in self.summaries.items() for k, v in s.items()}
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(self.run_info.get("seed", self.config.get("seed", 0)))]
+
+    def report_md(self) -> str:
+        """The text of the run's ``report.md``."""
+        return self.report.read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------------ public
@@ -188,15 +203,21 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
 
 
 def run_all(profile: str = "quick", out_root: str | os.PathLike[str] = "runs", *, names: Sequence[str] | None = None,
+            seed: int | None = None, overrides: dict[str, Any] | None = None,
+            on_start: Callable[[str, ExperimentConfig, Path], None] | None = None,
             **kwargs: Any) -> list[tuple[str, RunResult | BaseException]]:
     """Run every registered experiment (or ``names``) into ``<out_root>/<name>``; failures do not stop the rest.
 
-    Returns ``[(name, RunResult or the exception)]`` in order. ``kwargs`` go to :func:`run_experiment`.
+    Returns ``[(name, RunResult or the exception)]`` in order. ``on_start(name, config, run_dir)`` is called
+    before each run; ``kwargs`` go to :func:`run_experiment`.
     """
     results: list[tuple[str, RunResult | BaseException]] = []
     for name in names if names is not None else list_experiments():
         try:
-            results.append((name, run_experiment(name, profile, Path(out_root) / name, **kwargs)))
+            cfg = _resolve(name, profile, seed, overrides)
+            if on_start is not None:
+                on_start(name, cfg, Path(out_root) / name)
+            results.append((name, run_experiment(cfg, out_dir=Path(out_root) / name, **kwargs)))
         except KeyboardInterrupt:
             raise
         except Exception as err:  # noqa: BLE001 - reported by the caller, the other experiments still run
