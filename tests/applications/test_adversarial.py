@@ -26,7 +26,6 @@ from nnboundary.applications.adversarial import (
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import fit
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,6 @@ from nnboundary.applications.forgetting import (
 )
 from nnboundary.svm import MaxMarginClassifier
 
-torch.set_num_threads(1)
 
 TASKS = [[3, 7], [0, 1], [5]]                   # deliberately not sorted: labels follow the task order
 DATA = {"source": "real", "name": "digits", "normalize": "unit", "seed": 0, "train_per_class": 15,

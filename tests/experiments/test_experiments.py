@@ -24,7 +24,6 @@ from nnboundary.experiments._data import load_run_data
 from nnboundary.experiments._hooks import JointLinearView, TrackerHook, analysis_view
 from nnboundary.experiments.report import profile_differences, status_of, summary_rows, write_report
 
-torch.set_num_threads(1)  # the test machine is small and shared
 
 #: The experiments issue 4 asks for, by registry name.
 REQUIRED = ("blobs", "blobs-large", "plate", "disc", "difficult-sectors", "difficult-sectors-large", "sectors-not-sep",

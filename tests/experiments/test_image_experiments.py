@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.conftest import SHARED_DATA
 import torch
 
 from nnboundary.data import DatasetNotFoundError, ENV_VAR
@@ -38,7 +40,7 @@ from nnboundary.models import ResNetMNIST
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import fit
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 HAS_MNIST = (SHARED / "mnist.npz").is_file()
 HAS_CIFAR = (SHARED / "cifar10_airplane_bird.npz").is_file()
 DIGITS01 = {"data": {"name": "digits", "classes": [0, 1], "subsample": None, "test_subsample": None}}
