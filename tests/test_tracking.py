@@ -156,7 +156,7 @@ def test_state_dict_roundtrip_keeps_curves_and_warm_start():
     other = AlignmentTracker(X, y)
     other.load_state_dict(json.loads(json.dumps(state)))  # survives a JSON checkpoint
     assert other.history.equals(tr.history) and other.state_key == tr.state_key
-    other.on_eval(7, model)  # the train loop's Protocol hook always evaluates
+    other.step(7, model, force=True)  # a forced evaluation
     assert list(other.history["step"]) == [1, 7]
     with pytest.raises(ValueError, match="format"):
         other.load_state_dict({"format": 99, "records": []})

@@ -31,6 +31,7 @@ import pandas as pd
 
 from nnboundary._jsonio import to_jsonable
 from nnboundary.analysis import analyze
+from nnboundary.train import TrainCallback
 
 __all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
 
@@ -67,7 +68,7 @@ def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0,
     return float(a[-k:] @ u / (u @ u))
 
 
-class AlignmentTracker:
+class AlignmentTracker(TrainCallback):
     """Track cosine, angle, margin ratio and bias offset of the head vs the SVM during training.
 
     Parameters
@@ -95,6 +96,14 @@ class AlignmentTracker:
         not evaluated again). A truncated last line (crash mid-write) is dropped.
     overwrite : bool, default=False
         If the jsonl file exists and ``resume`` is False, start it afresh instead of raising.
+    view : callable or None, default=None
+        ``view(model)`` is what gets analysed when the tracker runs as a training callback (e.g. a joint
+        linear view of a model whose logits are not one ``nn.Linear``); None analyses the model itself.
+    on_error : {"raise", "record"}, default="raise"
+        As a training callback: "record" logs a failed evaluation in :attr:`errors` and lets training go on.
+
+    As a :class:`nnboundary.train.TrainCallback` (``fit(..., callbacks=[tracker])``) it evaluates the
+    initialisation (step 0), every scheduled step and the last step.
 
     Attributes
     ----------
@@ -126,7 +135,14 @@ class AlignmentTracker:
         grid_resolution: int = 200,
         resume: bool = False,
         overwrite: bool = False,
+        view: Callable[[Any], Any] | None = None,
+        on_error: str = "raise",
     ) -> None:
+        if on_error not in ("raise", "record"):
+            raise ValueError(f"on_error must be 'raise' or 'record', got {on_error!r}.")
+        self.view, self.on_error = view, on_error
+        self.total_steps: int | None = None
+        self.errors: list[dict[str, Any]] = []
         self.X, self.y, self.X_test, self.y_test = X, y, X_test, y_test
         self.schedule, self.every, self.head = schedule, every, head
         self.svm, self.svm_regularized, self.soft_C = svm, svm_regularized, soft_C
@@ -213,9 +229,33 @@ class AlignmentTracker:
             self._steps = {int(r["step"]) for r in self.records if "step" in r}
         return self._steps
 
-    def on_eval(self, step: int, model: Any) -> None:
-        """``nnboundary.train.TrainCallback`` hook: the loop decided to evaluate, so evaluate."""
-        self.step(step, model, force=True)
+    # -- the training-callback contract (nnboundary.train.TrainCallback) -------------------------
+    def on_start(self, step: int, model: Any, *, total_steps: int | None = None) -> None:
+        """Remember the last step; evaluate the initialisation when training starts from step 0."""
+        self.total_steps = total_steps
+        if step == 0:
+            self._safe_step(0, model)
+
+    def wants(self, step: int) -> bool:
+        """Evaluate on the schedule and at the last step."""
+        return step == self.total_steps or self.is_scheduled(step)
+
+    def on_step(self, step: int, model: Any, *, loss: float | None = None,
+                accuracy: float | None = None) -> dict[str, Any] | None:
+        """Evaluate after update ``step``, recording the batch ``train_loss`` / ``train_batch_accuracy``."""
+        extra = {k: v for k, v in (("train_loss", loss), ("train_batch_accuracy", accuracy)) if v is not None}
+        return self._safe_step(step, model, **extra)
+
+    def _safe_step(self, step: int, model: Any, **extra: Any) -> dict[str, Any] | None:
+        target = self.view(model) if self.view is not None else model
+        if self.on_error == "raise":
+            return self.step(step, target, force=True, **extra)
+        try:
+            return self.step(step, target, force=True, **extra)
+        except Exception as err:  # noqa: BLE001 - on_error="record": a failed evaluation never stops training
+            logger.warning("Alignment evaluation at step %d failed: %s", step, err)
+            self.errors.append({"step": int(step), "error": f"{type(err).__name__}: {err}"})
+            return None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -231,6 +271,7 @@ class AlignmentTracker:
             "support": None if self._support is None else self._support.tolist(),
             "support_regularized": None if self._support_reg is None else self._support_reg.tolist(),
             "head": self._head_name,
+            "errors": [dict(e) for e in self.errors],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -242,6 +283,7 @@ class AlignmentTracker:
         sr = state.get("support_regularized")
         self._support_reg = None if sr is None else np.asarray(sr, dtype=np.int64)
         self._head_name = state.get("head") or self._head_name
+        self.errors = [dict(e) for e in state.get("errors", [])]
 
     # -- results -----------------------------------------------------------------------------
     @property

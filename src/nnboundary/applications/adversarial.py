@@ -55,7 +55,7 @@ from nnboundary.svm import MaxMarginClassifier
 from nnboundary.device import resolve_device
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
-from nnboundary.train import Trainer
+from nnboundary.train import fit
 
 __all__ = [
     "ADVERSARIAL_EXPERIMENTS",
@@ -602,9 +602,9 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def _train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, tr: Mapping[str, Any], seed: int,
                  dev: torch.device) -> None:
-    Trainer(loss="cross_entropy", optimizer=tr.get("optimizer", "adam"), lr=float(tr.get("lr", 1e-3)),
-            epochs=int(tr.get("epochs", 20)), batch_size=min(int(tr.get("batch_size", 64)), len(y)), seed=seed,
-            device=dev, progress=False).fit(model, X, y)
+    fit(model, X, y, loss="cross_entropy", optimizer=tr.get("optimizer", "adam"), lr=float(tr.get("lr", 1e-3)),
+        epochs=int(tr.get("epochs", 20)), batch_size=min(int(tr.get("batch_size", 64)), len(y)), seed=seed,
+        device=dev, progress=False)
 
 
 def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -> dict[str, Any]:

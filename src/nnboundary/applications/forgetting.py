@@ -77,7 +77,7 @@ from nnboundary.applications._common import (
 from nnboundary.device import resolve_device
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
-from nnboundary.train import Trainer
+from nnboundary.train import TrainConfig, Trainer
 
 __all__ = [
     "FORGETTING_EXPERIMENTS",
@@ -437,8 +437,8 @@ def _train(model: nn.Module, split: TaskSplit, idx: np.ndarray, n_seen: int, s: 
         net, loss = model, SeenClassCrossEntropy(n_seen)
     else:
         net, loss = _Anchored(model, anchor), _ConsolidatedLoss(n_seen, split.n_classes, s.consolidation_weight)
-    trainer = Trainer(loss=loss, optimizer=s.optimizer, lr=s.lr, epochs=s.epochs,
-                      batch_size=min(s.batch_size, len(idx)), seed=seed, device=device, progress=False)
+    trainer = Trainer(TrainConfig(loss=loss, optimizer=s.optimizer, lr=s.lr, epochs=s.epochs,
+                                  batch_size=min(s.batch_size, len(idx)), seed=seed, device=device, progress=False))
     X = _flat(split.x_train[idx], flatten)
     trainer.fit(net, X, split.y_train[idx])
     # the trainer's own accuracy takes the argmax over all K logits; ours is over the seen classes

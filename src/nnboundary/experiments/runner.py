@@ -48,7 +48,7 @@ from nnboundary._jsonio import to_jsonable
 from nnboundary._jsonio import write_json as _write_json
 from nnboundary.experiments import _figures as F
 from nnboundary.experiments._data import RunData, load_run_data
-from nnboundary.experiments._hooks import SnapshotHook, TrackerHook, analysis_view
+from nnboundary.experiments._hooks import SnapshotHook, analysis_view
 from nnboundary.experiments.registry import ExperimentConfig, get_experiment, list_experiments
 from nnboundary.experiments.report import profile_differences, summary_rows, write_report
 from nnboundary.experiments.rundir import RunDir, RunExistsError, default_run_dir
@@ -313,6 +313,11 @@ def _svm_template(multiclass: str, n_classes: int) -> Any:
     return MaxMarginClassifier(C=None, bias="free", multiclass=multiclass)
 
 
+def _view(model: torch.nn.Module) -> torch.nn.Module:
+    """What the tracker analyses: the model, or the joint linear view of an asymmetric net."""
+    return analysis_view(model)[0]
+
+
 def _track_schedule(track: Any) -> Any:
     return tuple(track) if isinstance(track, list) else track
 
@@ -334,9 +339,9 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
     main_mc = cfg.svm_multiclass[0]
     tracker = AlignmentTracker(data.X_train, data.y_train, vdir, schedule=_track_schedule(cfg.track), head=view_head,
                                svm=_svm_template(main_mc, data.n_classes), X_test=data.X_test, y_test=data.y_test,
-                               soft_C=cfg.soft_C, grid_resolution=cfg.grid_resolution, resume=resume, overwrite=True)
-    hook = TrackerHook(tracker)
-    callbacks: list[Any] = [hook]
+                               soft_C=cfg.soft_C, grid_resolution=cfg.grid_resolution, resume=resume, overwrite=True,
+                               view=_view, on_error="record")
+    callbacks: list[Any] = [tracker]
     if "snapshots" in cfg.plots:
         callbacks.append(SnapshotHook(vdir / "snapshots", cfg.snapshots))
     train = fit(model, data.X_train, data.y_train, loss=cfg.loss, loss_kwargs=cfg.loss_kwargs or None,
@@ -344,7 +349,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
                 batch_size=cfg.batch_size, seed=cfg.seed, device=device, dtype=cfg.dtype, callbacks=callbacks,
                 checkpoint_dir=vdir / "ckpt", checkpoint_schedule=max(1, cfg.steps // 10), keep_checkpoints=1,
                 resume=resume, progress=progress, on_nonfinite="warn")
-    records = _rewrite_metrics(vdir / "metrics.jsonl", tracker.records, hook.errors)
+    records = _rewrite_metrics(vdir / "metrics.jsonl", tracker.records, tracker.errors)
 
     base = {"variant": label, "steps": train.steps, "train_objective": cfg.loss, "train_loss": train.final_loss,
             "train_accuracy": train.final_accuracy, "steps_per_second": train.steps_per_second,
@@ -376,7 +381,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         row["wall_time_s"] = round(time.perf_counter() - t0, 2)
         if errors and "error" not in row:
             row["warnings"] = "; ".join(errors)
-    done = {"rows": rows, "figures": [dataclasses.asdict(f) for f in figures], "tracking_errors": hook.errors}
+    done = {"rows": rows, "figures": [dataclasses.asdict(f) for f in figures], "tracking_errors": tracker.errors}
     _write_json(done_path, done)
     shutil.rmtree(vdir / "ckpt", ignore_errors=True)
     return json.loads(done_path.read_text())
