@@ -136,19 +136,21 @@ def list_(profile: ProfileName = typer.Option(ProfileName.quick, help="Profile w
     """List the registered experiments, one line each, with their kind, data and size."""
     from nnboundary.data import REAL_DATASETS
     from nnboundary.experiments import describe_experiment, get_experiment, list_experiments
-    from nnboundary.experiments.others import other_experiments
+    from nnboundary.experiments.registry import experiment_kind, get_kind
 
-    names, others = list_experiments(), other_experiments()
-    width = max(map(len, [*names, *others]))
+    names = list_experiments(kind=None)
+    width = max(map(len, names))
     for name in names:
+        kind = experiment_kind(name)
+        if kind != "simulated":
+            flags = " ".join("--" + f.replace("_", "-") for f in sorted(get_kind(kind).flags))
+            typer.echo(f"{name:<{width}}  {describe_experiment(name)}  [{kind} kind; takes {flags}]")
+            continue
         cfg = get_experiment(name, profile.value)
         runs = len(cfg.variants) or 1
         data = "real data via --data-dir" if cfg.data in REAL_DATASETS else "simulated data"
         typer.echo(f"{name:<{width}}  {describe_experiment(name)}  "
                    f"[simulated kind; {data}] [{profile.value}: {runs} run{'s' if runs > 1 else ''} x {cfg.steps} steps]")
-    for name, experiment in others.items():
-        flags = " ".join("--" + f.replace("_", "-") for f in sorted(experiment.flags))
-        typer.echo(f"{name:<{width}}  {experiment.title}  [{experiment.kind} kind; takes {flags}]")
 
 
 def _print_kind(result: Any) -> None:
@@ -203,26 +205,24 @@ def reproduce(
                            overrides=_overrides(steps, n_samples))
             return
         from nnboundary.experiments import default_run_dir, get_experiment, run_experiment
-        from nnboundary.experiments.others import other_experiments, run_other
+        from nnboundary.experiments.registry import KindConfig
 
-        others = other_experiments()
-        if name in others:
-            target = out or default_run_dir(name, profile.value)
-            options = dict(seed=seed, steps=steps, n_samples=n_samples, resume=resume, force=force,
-                           device=device.value, data_dir=data_dir)
-            others[name].check_flags({k: v for k, v in options.items() if k != "device"})
-            _out().print(f"[bold]Running[/] {escape(f'{name} [{profile.value} profile, {others[name].kind}]')} seed "
-                         f"{'profile default' if seed is None else seed} | {device.value} -> {escape(str(target))}",
-                         highlight=False)
-            _print_kind(run_other(name, target, profile=profile.value, progress=progress, **options))
-            return
         cfg = get_experiment(name, profile.value, **_overrides(steps, n_samples),
-                             **({} if seed is None else {"seed": seed})).validate()
+                             **({} if seed is None else {"seed": seed}))
         target = out or default_run_dir(cfg.name, cfg.profile)
-        _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, device.value, target))}", highlight=False)
+        if isinstance(cfg, KindConfig):
+            seeds = "the profile's" if cfg.seed is None else cfg.seed
+            _out().print(f"[bold]Running[/] {escape(f'{cfg.name} [{cfg.profile} profile, {cfg.kind} kind]')} seed "
+                         f"{seeds} | {device.value} -> {escape(str(target))}", highlight=False)
+        else:
+            cfg = cfg.validate()
+            _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, device.value, target))}", highlight=False)
         result = run_experiment(cfg, out_dir=target, device=device.value, force=force, resume=resume,
                                 data_dir=data_dir, progress=progress)
-    _print_run(result)
+    if isinstance(cfg, KindConfig):
+        _print_kind(result)
+    else:
+        _print_run(result)
 
 
 def _reproduce_all(profile: str, root: Path, **kwargs: Any) -> None:

@@ -7,28 +7,38 @@ import pytest
 from typer.testing import CliRunner
 
 from nnboundary.cli import app
-from nnboundary.experiments import list_experiments
-from nnboundary.experiments.others import FLAGS, FlagNotSupportedError, other_experiments, run_other
+from nnboundary.experiments import (FLAGS, FlagNotSupportedError, KindConfig, experiment_kind, get_experiment,
+                                    list_experiments, run_experiment)
+from nnboundary.experiments.registry import get_kind
 from nnboundary.experiments.rundir import RunDir
 
-OTHERS = other_experiments()
+OTHERS = {n: get_kind(experiment_kind(n)) for n in list_experiments(kind=None) if experiment_kind(n) != "simulated"}
+
+
+def run_other(name, out, *, profile, **flags):
+    """run_experiment with the CLI's flags, split the way the CLI splits them."""
+    overrides = {k: flags.pop(k) for k in ("steps", "n_samples") if k in flags}
+    return run_experiment(name, profile, out, overrides=overrides, progress=False, **flags)
 DIGITS01 = {"data": {"name": "digits", "classes": [0, 1], "subsample": None, "test_subsample": None}}
 #: A value for each flag, as run_other takes it.
 VALUES = {"steps": 3, "seed": 4, "n_samples": 10, "resume": True, "force": True, "device": "cpu",
           "data_dir": "/nonexistent-data"}
 
 
-def test_every_kind_states_its_flags_and_names_are_unique() -> None:
-    assert not set(OTHERS) & set(list_experiments())
-    kinds = {e.kind for e in OTHERS.values()}
-    assert kinds == {"image", "bias", "forgetting", "adversarial"}
-    for e in OTHERS.values():
-        assert e.flags <= set(FLAGS) and {"seed", "force", "device"} <= e.flags
+def test_one_registry_holds_every_kind() -> None:
+    assert not set(OTHERS) & set(list_experiments())          # the default: the simulated set of --all
+    assert {k.name for k in OTHERS.values()} == {"image", "bias", "forgetting", "adversarial"}
+    for name, kind in OTHERS.items():
+        assert set(kind.flags) <= set(FLAGS) and {"seed", "force", "device", "data_dir"} <= set(kind.flags)
+        for profile in ("smoke", "quick", "paper"):
+            cfg = get_experiment(name, profile)
+            assert isinstance(cfg, KindConfig) and cfg.name == name and cfg.profile == profile
+            assert cfg.with_overrides(seed=3).seed == 3 and cfg.seed is None
 
 
 @pytest.mark.parametrize("name", sorted(OTHERS))
 def test_flags_a_kind_cannot_honour_are_refused_by_name(name: str, tmp_path) -> None:
-    refused = sorted(set(FLAGS) - OTHERS[name].flags)
+    refused = sorted(set(FLAGS) - set(OTHERS[name].flags))
     for flag in refused:
         with pytest.raises(FlagNotSupportedError, match=f"--{flag.replace('_', '-')}"):
             run_other(name, tmp_path / "run", profile="smoke", **{flag: VALUES[flag]})
@@ -44,7 +54,6 @@ def test_flags_a_kind_cannot_honour_are_refused_by_name(name: str, tmp_path) -> 
 
 @pytest.mark.parametrize("name", sorted(OTHERS))
 def test_flags_a_kind_honours_reach_its_runner(name: str, tmp_path, monkeypatch) -> None:
-    import nnboundary.applications as apps
     import nnboundary.experiments.bias as bias
     import nnboundary.experiments.images as images
 
@@ -54,19 +63,23 @@ def test_flags_a_kind_honours_reach_its_runner(name: str, tmp_path, monkeypatch)
         seen.update(kwargs, args=args)
         raise KeyboardInterrupt  # stop before any work
 
-    for mod, fn in ((images, "run_image_experiment"), (bias, "run_bias_reinit"), (apps, "run_forgetting"),
-                    (apps, "run_adversarial")):
+    import nnboundary.applications.adversarial as adv
+    import nnboundary.applications.forgetting as fgt
+
+    for mod, fn in ((images, "_run_resolved"), (bias, "_run_resolved"), (fgt, "run_forgetting"),
+                    (adv, "run_adversarial")):
         monkeypatch.setattr(mod, fn, record)
     given = {f: VALUES[f] for f in OTHERS[name].flags}
     with pytest.raises(KeyboardInterrupt):
         run_other(name, tmp_path / "run", profile="smoke", **given)
-    kind = OTHERS[name].kind
+    kind = OTHERS[name].name
     assert seen["device"] == "cpu" and seen["data_dir"] == "/nonexistent-data" and seen["force"] is True
     if kind == "image":
+        cfg = seen["args"][0]
         assert seen["seed"] == 4 and seen["resume"] is True
-        assert seen["overrides"] == {"train": {"steps": 3}, "data": {"subsample": 10}}
+        assert cfg["train"]["steps"] == 3 and "epochs" not in cfg["train"] and cfg["data"]["subsample"] == 10
     elif kind == "bias":
-        assert seen["seed"] == 4 and seen["overrides"] == {"head": {"steps": 3}}
+        assert seen["seed"] == 4 and seen["args"][0]["head"]["steps"] == 3
     else:
         assert seen["seeds"] == 4
 

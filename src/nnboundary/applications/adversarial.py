@@ -53,6 +53,8 @@ from nnboundary.applications._common import (
 )
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
+from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
 from nnboundary.train import fit
@@ -828,3 +830,31 @@ def _write(result: AdversarialResult, path: Path) -> None:
 
     write_kind_report(path, result.as_kind_result(), notes=[
         "Mean over seeds of the per-seed facts; per seed: `summary.json`; curves, quantiles and points: the CSVs."])
+
+
+# --------------------------------------------------------------------------------------- registration
+def run(cfg: KindConfig, run_dir: str | Path, *, device: str = "cpu", data_dir: Any = None, progress: bool = False,
+        force: bool = False) -> KindResult:
+    """The adversarial kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
+    return run_adversarial(copy.deepcopy(cfg.settings), run_dir, seeds=cfg.seed, device=device, data_dir=data_dir,
+                   force=force).as_kind_result()
+
+
+def _validate_settings(cfg: dict[str, Any]) -> None:
+    _check_config(cfg)
+
+
+register_kind(Kind(
+    "adversarial", run, _validate_settings,
+    flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files"}))
+
+
+def _register(name: str) -> None:
+    @register_experiment(name, ADVERSARIAL_EXPERIMENTS[name]["title"], kind="adversarial")
+    def _profile(p: Profile) -> KindConfig:
+        return KindConfig("adversarial", adversarial_config(name, p.name), title=ADVERSARIAL_EXPERIMENTS[name]["title"])
+
+
+for _name in ADVERSARIAL_EXPERIMENTS:
+    _register(_name)

@@ -75,6 +75,8 @@ from nnboundary.applications._common import (
     write_json,
 )
 from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
+from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
 from nnboundary.train import TrainConfig, Trainer
@@ -942,3 +944,31 @@ def _write(result: ForgettingResult, path: Path) -> None:
     write_kind_report(path, result.as_kind_result(), notes=[
         "Last task, mean over seeds. Per task and strategy: `per_task.csv`, `summary.csv`; per class: "
         "`per_class.csv`."])
+
+
+# --------------------------------------------------------------------------------------- registration
+def run(cfg: KindConfig, run_dir: str | Path, *, device: str = "cpu", data_dir: Any = None, progress: bool = False,
+        force: bool = False) -> KindResult:
+    """The forgetting kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
+    return run_forgetting(copy.deepcopy(cfg.settings), run_dir, seeds=cfg.seed, device=device, data_dir=data_dir,
+                   force=force).as_kind_result()
+
+
+def _validate_settings(cfg: dict[str, Any]) -> None:
+    IncrementalSettings.from_config(_settings_with_defaults(cfg)).check()
+
+
+register_kind(Kind(
+    "forgetting", run, _validate_settings,
+    flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files"}))
+
+
+def _register(name: str) -> None:
+    @register_experiment(name, FORGETTING_EXPERIMENTS[name]["title"], kind="forgetting")
+    def _profile(p: Profile) -> KindConfig:
+        return KindConfig("forgetting", forgetting_config(name, p.name), title=FORGETTING_EXPERIMENTS[name]["title"])
+
+
+for _name in FORGETTING_EXPERIMENTS:
+    _register(_name)

@@ -58,6 +58,8 @@ from nnboundary.experiments.images import (
     IMAGE_EXPERIMENTS,
 )
 from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
+from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
 from nnboundary.train import fit
@@ -608,6 +610,13 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
         Image data not found.
     """
     cfg = bias_config(name, profile, overrides)
+    return _run_resolved(cfg, out_dir, seed=seed, device=device, data_dir=data_dir, force=force,
+                         model_dir=model_dir, progress=progress)
+
+
+def _run_resolved(cfg: dict[str, Any], out_dir: Any, *, seed: int | None, device: Any, data_dir: Any, force: bool,
+                  model_dir: Any, progress: bool) -> dict[str, Any]:
+    name, profile = cfg["experiment"], cfg["profile"]
     net = cfg["network"]
     if model_dir is not None and "image_experiment" not in net:
         raise ExperimentConfigError(f"model_dir applies to image networks only; {name!r} trains a simulated one.")
@@ -653,6 +662,15 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
         write_json(out / "summary.json", summary)
         (out / "report.md").write_text(bias_report(summary, table, per_network))
     return summary
+
+
+def run(cfg: KindConfig, run_dir: str | os.PathLike[str], *, device: str = "cpu", data_dir: Any = None,
+        progress: bool = False, force: bool = False) -> KindResult:
+    """The bias kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
+    summary = _run_resolved(copy.deepcopy(cfg.settings), run_dir, seed=cfg.seed, device=device, data_dir=data_dir,
+                            force=force, model_dir=None, progress=progress)
+    return KindResult(cfg.name, cfg.profile, "bias", Path(run_dir), list(summary["network_seeds"]),
+                      bias_headline(summary), float(summary["wall_time_s"]), summary)
 
 
 def bias_headline(summary: dict[str, Any]) -> dict[str, Any]:
@@ -728,3 +746,24 @@ def bias_report(summary: dict[str, Any], table: pd.DataFrame, per_network: pd.Da
             "points of the two classes, the class-mean midpoint halfway between the class means. "
             "Mean ± std over all networks and head seeds:\n\n"
             + _markdown_table(table, "condition") + by_net + f"\n\n{nets}\n\n{figs}\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Registration: the bias kind and its experiments
+# ------------------------------------------------------------------------------------------------
+register_kind(Kind(
+    "bias", run, validate_bias_config,
+    flags={"seed": "one network seed (replaces network_seeds)", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files",
+           "steps": "updates of each retrained head (head.steps)"},
+    settings_for={"steps": lambda v: {"head": {"steps": v}}}))
+
+
+def _register(name: str) -> None:
+    @register_experiment(name, BIAS_EXPERIMENTS[name]["title"], kind="bias")
+    def _profile(p: Profile) -> KindConfig:
+        return KindConfig("bias", bias_config(name, p.name), title=BIAS_EXPERIMENTS[name]["title"])
+
+
+for _name in BIAS_EXPERIMENTS:
+    _register(_name)

@@ -50,7 +50,8 @@ from torch import nn
 
 from nnboundary.data import REAL_DATASETS, ImageDataset, load_real
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import deep_merge
+from nnboundary.experiments.registry import Kind, KindConfig, Profile, deep_merge, register_experiment, register_kind
+from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import MLP, DenseNet, ResNetMNIST, build_model, dead_units
 from nnboundary.train import TrainResult, available_losses, available_optimizers, fit
@@ -267,6 +268,18 @@ IMAGE_EXPERIMENTS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------
 # Config resolution and validation
 # ------------------------------------------------------------------------------------------------
+def merge_image_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~nnboundary.experiments.registry.deep_merge`, where ``train.steps`` and ``train.epochs`` replace
+    each other (two ways of saying how long to train: overriding one drops the other)."""
+    cfg = deep_merge(base, override)
+    train_override = override.get("train", {})
+    if isinstance(train_override, dict) and isinstance(cfg.get("train"), dict):
+        for given, other in (("steps", "epochs"), ("epochs", "steps")):
+            if given in train_override and other not in train_override:
+                cfg["train"].pop(other, None)
+    return cfg
+
+
 def lookup_profile(registry: dict[str, dict[str, Any]], name: str, profile: str, kind: str) -> dict[str, Any]:
     """The unresolved settings of ``registry[name]``'s ``profile``; KeyError / ValueError name what exists."""
     if name not in registry:
@@ -312,13 +325,7 @@ def resolve_config(table: dict[str, dict], name: str, profile: str, kind: str,
     except ValueError as err:
         raise ExperimentConfigError(str(err)) from None
     entry = table[name]
-    cfg = deep_merge(base, overrides or {})
-    train_override = (overrides or {}).get("train", {})
-    if isinstance(train_override, dict) and isinstance(cfg.get("train"), dict):
-        # steps and epochs are two ways of saying the same thing: overriding one drops the other
-        for given, other in (("steps", "epochs"), ("epochs", "steps")):
-            if given in train_override and other not in train_override:
-                cfg["train"].pop(other, None)
+    cfg = merge_image_settings(base, overrides or {})
     cfg.update(experiment=name, profile=profile, title=entry["title"], source=entry["source"],
                reference=copy.deepcopy(entry["reference"]))
     validate(cfg)
@@ -579,6 +586,13 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
         An invalid profile or override.
     """
     cfg = image_config(name, profile, overrides)
+    return _run_resolved(cfg, out_dir, seed=seed, device=device, data_dir=data_dir, force=force, resume=resume,
+                         progress=progress)
+
+
+def _run_resolved(cfg: dict[str, Any], out_dir: str | os.PathLike[str] | None, *, seed: int, device: Any,
+                  data_dir: Any, force: bool, resume: bool, progress: bool) -> dict[str, Any]:
+    name, profile = cfg["experiment"], cfg["profile"]
     rd = RunDir(out_dir or default_run_dir(name, profile), experiment=name, profile=profile)
     if resume and rd.is_complete() and not rd.has_partial():
         logger.info("%s is already complete; nothing to resume.", rd.path)
@@ -606,6 +620,16 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
     logger.info("%s/%s: test accuracy %.4f, angle %s°, written to %s", name, profile,
                 summary["test_accuracy"], _fmt(summary["angle_deg"]), rd.path)
     return summary
+
+
+def run(cfg: KindConfig, run_dir: str | os.PathLike[str], *, device: str = "cpu", data_dir: Any = None,
+        progress: bool = False, force: bool = False, resume: bool = False) -> KindResult:
+    """The image kind's runner (see :func:`nnboundary.experiments.run_experiment`): one run of ``cfg``."""
+    seed = 0 if cfg.seed is None else cfg.seed
+    summary = _run_resolved(copy.deepcopy(cfg.settings), run_dir, seed=seed, device=device, data_dir=data_dir,
+                            force=force, resume=resume, progress=progress)
+    return KindResult(cfg.name, cfg.profile, "image", Path(run_dir), [seed], image_headline(summary),
+                      float(summary.get("wall_time_s", float("nan"))), summary)
 
 
 def _write_history(path: Path, result: TrainResult) -> None:
@@ -773,3 +797,25 @@ def image_report(summary: dict[str, Any]) -> str:
             + ("" if s["analysis"] else " With every unit dead there is nothing to compare: the SVM analysis "
                "and the figures were skipped.")
             + f"\n\n{figs}\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Registration: the image kind and its experiments
+# ------------------------------------------------------------------------------------------------
+register_kind(Kind(
+    "image", run, validate_image_config, merge=merge_image_settings,
+    flags={"seed": "seed of subsampling, initialisation and batches", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files",
+           "steps": "training updates (replaces the profile's epochs)", "n_samples": "training images (data.subsample)",
+           "resume": "continue an interrupted run from its last checkpoint"},
+    settings_for={"steps": lambda v: {"train": {"steps": v}}, "n_samples": lambda v: {"data": {"subsample": v}}}))
+
+
+def _register(name: str) -> None:
+    @register_experiment(name, IMAGE_EXPERIMENTS[name]["title"], kind="image")
+    def _profile(p: Profile) -> KindConfig:
+        return KindConfig("image", image_config(name, p.name), title=IMAGE_EXPERIMENTS[name]["title"])
+
+
+for _name in IMAGE_EXPERIMENTS:
+    _register(_name)

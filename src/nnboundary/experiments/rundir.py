@@ -145,9 +145,9 @@ class RunDir:
         self._refuse_foreign(self.path, "")
         self._refuse_foreign(self.partial, " or remove that folder yourself")
         if self.path.is_dir() and any(self.path.iterdir()) and not force:
-            state = "a complete run" if self.is_complete() else "an unfinished run"
-            raise RunExistsError(f"{self.path} already holds {state}. Pass --force (force=True) to replace it, "
-                                 "or choose another --out.")
+            state = "complete" if self.is_complete() else "unfinished"
+            raise RunExistsError(f"{self.path} already holds a run ({state}). Pass --force (force=True) to replace "
+                                 "it, or choose another --out.")
         if self.partial.exists() and not (force or resume):
             raise RunExistsError(f"{self.partial} holds an interrupted run. Pass --resume (resume=True) to continue "
                                  "it, or --force to discard it and start over.")

@@ -49,7 +49,9 @@ from nnboundary._jsonio import write_json as _write_json
 from nnboundary.experiments import _figures as F
 from nnboundary.experiments._data import RunData, load_run_data
 from nnboundary.experiments._hooks import SnapshotHook, analysis_view
-from nnboundary.experiments.registry import ExperimentConfig, get_experiment, list_experiments
+from nnboundary.experiments.registry import (ExperimentConfig, KindConfig, experiment_kind, get_experiment, get_kind,
+                                             list_experiments)
+from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.report import profile_differences, summary_rows, write_report
 from nnboundary.experiments.rundir import RunDir, RunExistsError, default_run_dir
 
@@ -114,15 +116,21 @@ class RunResult:
 
 
 # ------------------------------------------------------------------------------------------------ public
-def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
+def run_experiment(experiment: str | ExperimentConfig | KindConfig, profile: str = "quick",
                    out_dir: str | os.PathLike[str] | None = None, *, seed: int | None = None, device: str = "cpu",
                    force: bool = False, resume: bool = False, data_dir: str | os.PathLike[str] | None = None,
-                   progress: bool = True, overrides: dict[str, Any] | None = None) -> RunResult:
-    """Train, track, analyse and draw one experiment (every variant of a study) into a run directory.
+                   progress: bool = True, overrides: dict[str, Any] | None = None) -> RunResult | KindResult:
+    """Run one registered experiment of any kind into a run directory.
+
+    A simulated experiment is trained, tracked, analysed and drawn here (every variant of a study) and gives a
+    :class:`RunResult`; an experiment of another kind (image, bias, forgetting, adversarial) goes to its kind's
+    runner and gives a :class:`~nnboundary.experiments.result.KindResult`. Both have ``.summary``,
+    ``.table()`` and ``.report_md()``. A flag a kind cannot honour raises
+    :class:`~nnboundary.experiments.registry.FlagNotSupportedError` before anything runs.
 
     Parameters
     ----------
-    experiment : str or ExperimentConfig
+    experiment : str, ExperimentConfig or KindConfig
         A registered name (see :func:`~nnboundary.experiments.list_experiments`) or a config.
     profile : {"smoke", "quick", "paper"}, default="quick"
         Ignored when a config is passed (it carries its own).
@@ -141,11 +149,12 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
     progress : bool, default=True
         Show the training progress bar.
     overrides : dict or None, default=None
-        Config fields to replace, e.g. ``{"steps": 50, "n_samples": 40}``.
+        Config fields to replace, e.g. ``{"steps": 50, "n_samples": 40}`` (other kinds: ``steps``,
+        ``n_samples``, ``settings``, where the kind has them).
 
     Returns
     -------
-    RunResult
+    RunResult or KindResult
 
     Raises
     ------
@@ -155,6 +164,9 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
     ValueError
         Unknown experiment or profile, an invalid config, or a resume whose config differs.
     """
+    if isinstance(experiment, KindConfig) or (isinstance(experiment, str) and experiment_kind(experiment) != "simulated"):
+        return _run_kind(experiment, profile, out_dir, seed=seed, device=device, force=force, resume=resume,
+                         data_dir=data_dir, progress=progress, overrides=overrides)
     t0 = time.perf_counter()
     cfg = _resolve(experiment, profile, seed, overrides)
     rd = RunDir(out_dir if out_dir is not None else default_run_dir(cfg.name or "experiment", cfg.profile),
@@ -200,6 +212,21 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
         _write_config(partial, cfg, run_info, resume=True)  # now with the wall time
     return RunResult(name=cfg.name, profile=cfg.profile, run_dir=out, report=out / "report.md", summaries=summaries,
                      config=cfg.to_dict(), run_info=run_info, wall_time_s=run_info["wall_time_s"])
+
+
+def _run_kind(experiment: str | KindConfig, profile: str, out_dir: Any, *, seed: int | None, device: str,
+              force: bool, resume: bool, data_dir: Any, progress: bool, overrides: dict[str, Any] | None) -> KindResult:
+    """Run an experiment of another kind through its kind's runner (flags it cannot honour are refused by name)."""
+    extra = {**(overrides or {}), **({} if seed is None else {"seed": seed})}
+    cfg = experiment.with_overrides(**extra) if isinstance(experiment, KindConfig) else \
+        get_experiment(experiment, profile, **extra)
+    kind = get_kind(cfg.kind)
+    kind.check_flags(cfg.name, {"resume": resume, "force": force, "data_dir": data_dir})
+    resolve_device(device)
+    options: dict[str, Any] = {"device": device, "data_dir": data_dir, "progress": progress, "force": force}
+    if "resume" in kind.flags:
+        options["resume"] = resume
+    return kind.run(cfg, Path(out_dir) if out_dir is not None else default_run_dir(cfg.name, cfg.profile), **options)
 
 
 def run_all(profile: str = "quick", out_root: str | os.PathLike[str] = "runs", *, names: Sequence[str] | None = None,
