@@ -112,3 +112,17 @@ def test_image_run_resumes_to_the_same_numbers(tmp_path, monkeypatch) -> None:
     assert (out / "metrics.jsonl").is_file() and rd.is_complete()
     again = run_image_experiment("mnist01-resnet", "smoke", out, overrides=overrides, resume=True)
     assert again["test_accuracy"] == reference["test_accuracy"]  # a complete run is returned as it is
+
+
+def test_one_override_rule_another_model_replaces_the_kwargs() -> None:
+    cfg = get_experiment("mnist01-resnet", "quick")
+    assert "width" in cfg.settings["model"]["kwargs"]
+    other = cfg.with_overrides(settings={"model": {"name": "densenet", "kwargs": {"depth": 7, "growth_rate": 2}}})
+    assert other.settings["model"] == {"name": "densenet", "kwargs": {"depth": 7, "growth_rate": 2}}  # no width leak
+    same = cfg.with_overrides(settings={"model": {"kwargs": {"width": 8}}})                   # same model: merged
+    assert same.settings["model"]["kwargs"]["width"] == 8 and "stages" in same.settings["model"]["kwargs"]
+    assert cfg.settings["model"]["kwargs"]["width"] != 8                                       # frozen original
+    with pytest.raises(ValueError, match="no_such"):
+        cfg.with_overrides(settings={"model": {"kwargs": {"no_such": 1}}})
+    with pytest.raises(TypeError, match="Unknown setting"):
+        cfg.with_overrides(epochs=3)

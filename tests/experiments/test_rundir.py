@@ -95,3 +95,18 @@ def test_an_error_keeps_the_partial_and_releases_the_lock(tmp_path) -> None:
         _fake_run(rd)
     _fake_run(rd, resume=True)
     assert (rd.path / "half.txt").is_file() and rd.is_complete()
+
+
+def test_cli_force_on_a_user_folder_is_one_line_and_exit_2(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from nnboundary.cli import app
+
+    victim = tmp_path / "victim"
+    (victim / "sub").mkdir(parents=True)
+    (victim / "precious.txt").write_text("mine")
+    result = CliRunner().invoke(app, ["reproduce", "blobs", "--profile", "smoke", "--out", str(victim), "--force",
+                                      "--no-progress"])
+    assert result.exit_code == 2 and "not an nnboundary run directory" in result.output
+    assert "Traceback" not in result.output
+    assert (victim / "precious.txt").read_text() == "mine" and (victim / "sub").is_dir()

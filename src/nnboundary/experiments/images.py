@@ -53,7 +53,7 @@ from nnboundary.device import resolve_device
 from nnboundary.experiments.registry import Kind, KindConfig, Profile, deep_merge, register_experiment, register_kind
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
-from nnboundary.models import MLP, DenseNet, ResNetMNIST, build_model, dead_units
+from nnboundary.models import build_model, dead_units, list_models, model_parameters
 from nnboundary.train import TrainResult, available_losses, available_optimizers, fit
 
 __all__ = [
@@ -83,7 +83,6 @@ logger = logging.getLogger(__name__)
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 QUICK_LABEL = "quick (CPU, reduced)"
-_MODEL_CLASSES: dict[str, type[nn.Module]] = {"resnet_mnist": ResNetMNIST, "densenet": DenseNet, "mlp": MLP}
 _DATA_KEYS = {"name", "classes", "subsample", "test_subsample", "normalize"}
 _TRAIN_KEYS = {"optimizer", "lr", "batch_size", "steps", "epochs", "loss", "optimizer_kwargs", "loss_kwargs",
                "drop_last"}
@@ -349,16 +348,16 @@ def validate_model_section(model: Any, where: str = "model") -> None:
     """Check ``{"name": ..., "kwargs": {...}}`` against the model class's signature (nothing is built)."""
     _check_keys(model, {"name", "kwargs"}, where)
     name = model.get("name")
-    if name not in _MODEL_CLASSES:
-        raise ExperimentConfigError(f"{where}.name must be one of {sorted(_MODEL_CLASSES)}, got {name!r}.")
+    if name not in list_models():  # the one model registry: nnboundary.models
+        raise ExperimentConfigError(f"{where}.name must be one of {list_models()}, got {name!r}.")
     kwargs = model.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise ExperimentConfigError(f"{where}.kwargs must be a dict, got {type(kwargs).__name__}.")
+    params = model_parameters(name)
     try:
-        inspect.signature(_MODEL_CLASSES[name]).bind_partial(**kwargs)
+        inspect.Signature(list(params.values())).bind_partial(**kwargs)
     except TypeError as err:
-        accepted = list(inspect.signature(_MODEL_CLASSES[name]).parameters)
-        raise ExperimentConfigError(f"{where}.kwargs do not fit {name!r}: {err}. Accepted: {accepted}.") from None
+        raise ExperimentConfigError(f"{where}.kwargs do not fit {name!r}: {err}. Accepted: {list(params)}.") from None
 
 
 def validate_train_section(train: Any, where: str = "train") -> None:
