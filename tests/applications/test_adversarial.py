@@ -173,7 +173,7 @@ def test_run_adversarial_smoke_writes_consistent_tables(tmp_path):
     cfg = adversarial_config("adversarial-digits", "smoke")
     res = run_adversarial(cfg, tmp_path / "adv")
     for name in ("config.json", "points.csv", "curves.csv", "curves_summary.csv", "quantiles.csv",
-                 "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "report.md", "figures/robustness.png"):
+                 "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "report.md", "metrics.jsonl", "figures/robustness.png"):
         assert (tmp_path / "adv" / name).stat().st_size > 0
     curves = pd.read_csv(tmp_path / "adv" / "curves.csv")
     clean = res.summary["per_seed"][0]["clean_acc_attacked"]

@@ -247,7 +247,7 @@ def _tiny_config() -> dict:
 def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
     cfg = _tiny_config()
     a = run_forgetting(cfg, tmp_path / "run")
-    for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "report.md", "figures/forgetting.png"):
+    for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "report.md", "metrics.jsonl", "figures/forgetting.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     pt = pd.read_csv(tmp_path / "run" / "per_task.csv")
     assert len(pt) == 2 * 5 * 3

@@ -155,6 +155,14 @@ def write_csv(path: Path, frame: Any) -> Path:
     return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format="%.6g"))
 
 
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """One JSON object per line (NaN/inf as null), atomically: the run's ``metrics.jsonl``."""
+    import json
+
+    return atomic_write(path, lambda fh: fh.write("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n"
+                                                          for r in rows)))
+
+
 jsonable = _jsonable
 
 

@@ -28,7 +28,7 @@ import copy
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from nnboundary.applications._common import (
     seed_list,
     write_csv,
     write_json,
+    write_jsonl,
 )
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.device import resolve_device
@@ -486,6 +487,7 @@ class AdversarialResult:
     config: dict[str, Any]
     out_dir: Path | None = None
     wall_time_s: float = float("nan")
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def as_kind_result(self) -> Any:
         """The uniform :class:`~nnboundary.experiments.result.KindResult` view: the mean over seeds of the
@@ -603,8 +605,9 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, tr: Mapping[str, Any], seed: int,
-                 dev: torch.device) -> None:
-    fit(model, X, y, loss="cross_entropy", optimizer=tr.get("optimizer", "adam"), lr=float(tr.get("lr", 1e-3)),
+                 dev: torch.device) -> list[tuple[int, float, float]]:
+    """Train ``model`` in place; returns the training history ``[(step, batch loss, batch accuracy)]``."""
+    return fit(model, X, y, loss="cross_entropy", optimizer=tr.get("optimizer", "adam"), lr=float(tr.get("lr", 1e-3)),
         epochs=int(tr.get("epochs", 20)), batch_size=min(int(tr.get("batch_size", 64)), len(y)), seed=seed,
         device=dev, progress=False)
 
@@ -615,7 +618,7 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
     flat = (lambda a: a.reshape(len(a), -1)) if flatten else (lambda a: a)
     Xtr, Xte = flat(data.x_train), flat(data.x_test)
     t0 = time.perf_counter()
-    _train_model(model, Xtr, data.y_train, cfg.get("train", {}), seed, dev)
+    history = _train_model(model, Xtr, data.y_train, cfg.get("train", {}), seed, dev).history
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -681,7 +684,9 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
         tables.append(pts)
     points = pd.concat(tables, ignore_index=True)
     return {"facts": facts, "points": points, "curves": curves, "quantiles": quant,
-            "support_vs_rest": _support_table(points[points["part"] == "train"], att, seed)}
+            "support_vs_rest": _support_table(points[points["part"] == "train"], att, seed),
+            "history": [{"seed": seed, "step": int(t), "train_loss": loss, "train_accuracy": acc}
+                        for t, loss, acc in history]}
 
 
 def _curve_rows(rows: list[dict[str, Any]], correct: np.ndarray, seed: int) -> pd.DataFrame:
@@ -804,7 +809,8 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
         result = AdversarialResult(pd.concat([r["points"] for r in runs], ignore_index=True), curves,
                                    _mean_std(curves, ["attack", "norm", "eps"]), quantiles,
                                    _mean_std(quantiles, ["quantile"]), support, summary, cfg,
-                                   None if rd is None else rd.path, wall_time_s=time.perf_counter() - t0)
+                                   None if rd is None else rd.path, wall_time_s=time.perf_counter() - t0,
+                                   history=[row for r in runs for row in r["history"]])
         if path is not None:
             _write(result, path)
     return result
@@ -817,6 +823,7 @@ def _write(result: AdversarialResult, path: Path) -> None:
         write_csv(path / f"{name}.csv", getattr(result, name))
     write_json(path / "summary.json", jsonable({**result.summary, "seeds": result.config["seeds"],
                                                 "wall_time_s": result.wall_time_s}))
+    write_jsonl(path / "metrics.jsonl", result.history)
     q = result.quantiles
     byq = pd.concat([pd.DataFrame({"quantile": q["quantile"], "attack": a, "value": q[col], "seed": q["seed"]})
                      for a, col in (("DeepFool (NN)", "deepfool_l2_median"),

@@ -73,6 +73,7 @@ from nnboundary.applications._common import (
     seed_list,
     write_csv,
     write_json,
+    write_jsonl,
 )
 from nnboundary.device import resolve_device
 from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
@@ -935,6 +936,7 @@ def _write(result: ForgettingResult, path: Path) -> None:
     write_csv(path / "per_task.csv", result.per_task)
     write_csv(path / "per_class.csv", result.per_class)
     write_csv(path / "summary.csv", result.summary)
+    write_jsonl(path / "metrics.jsonl", result.per_task.to_dict(orient="records"))  # one line per task learned
     write_json(path / "summary.json", jsonable({**result.final, "seeds": result.config["seeds"],
                                                 "wall_time_s": result.wall_time_s}))
     (path / "figures").mkdir(exist_ok=True)
