@@ -7,10 +7,15 @@ package so that two test files may share a basename.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import torch
 from threadpoolctl import threadpool_limits
+
+# tests/svm/test_svm_qp.py imports helpers with ``from test_svm import ...`` (written when tests/ was flat); keep
+# that working until the import reads ``from tests.svm.test_svm import ...``.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "svm"))
 
 torch.set_num_threads(1)  # the test machine is small and shared: tiny tensors, extra threads only contend
 threadpool_limits(1)      # likewise for BLAS
