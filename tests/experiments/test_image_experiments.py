@@ -262,6 +262,11 @@ def test_bias_experiment_on_blobs(tmp_path):
     n_reinit = len(cfg["head"]["optimizers"]) * len(cfg["head"]["seeds"])
     runs = pd.read_csv(out / "bias_runs.csv")
     assert (runs["condition"].str.startswith("reinit-")).sum() == n_reinit == summary["n_heads_retrained"]
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {(c["condition"], c["head_seed"]) for c in curves} == {
+        (f"reinit-{o}", s) for o in cfg["head"]["optimizers"] for s in cfg["head"]["seeds"]}
+    assert all(c["step"] >= 1 and c["train_loss"] >= 0 for c in curves)
+    assert (out / "report.md").is_file() and (out / "figures").is_dir()
     assert summary["feature_map_identical"] and runs["feature_map_identical"].dropna().all()
     table = summary["table"]
     assert set(table) == {"joint", "reinit-sgd", "reinit-momentum", "reinit-adam", "svm", "svm-regularized"}

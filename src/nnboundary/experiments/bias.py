@@ -31,6 +31,7 @@ Either way the feature map's weights and BatchNorm buffers are compared bit for 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -57,6 +58,7 @@ from nnboundary.experiments.images import (
     write_json,
     IMAGE_EXPERIMENTS,
 )
+from nnboundary._jsonio import atomic_write, to_jsonable
 from nnboundary.device import resolve_device
 from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
 from nnboundary.experiments.result import KindResult
@@ -357,8 +359,8 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     Returns
     -------
     dict
-        ``W`` (K, D), ``b`` (K,), ``final_loss``, ``final_accuracy``, ``wall_time_s``,
-        ``feature_map_identical`` (whether every parameter and buffer outside the head of the trained
+        ``W`` (K, D), ``b`` (K,), ``final_loss``, ``final_accuracy``, ``wall_time_s``, ``history``
+        (``[(step, batch loss, batch accuracy)]``), ``feature_map_identical`` (whether every parameter and buffer outside the head of the trained
         copy is bit-identical before and after training) and ``model`` (that copy, with the new head).
     """
     work = copy.deepcopy(model)
@@ -381,7 +383,7 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     b = head.bias.detach().to("cpu", torch.float64).numpy().copy()
     return {"W": W, "b": b, "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
             "wall_time_s": result.wall_time_s, "feature_map_identical": same_state(before, feature_map_state(work)),
-            "model": work}
+            "history": list(result.history), "model": work}
 
 
 class _FittedLinear(ClassifierMixin, BaseEstimator):
@@ -488,7 +490,10 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
     if joint.svm_regularized is not None:
         heads["svm-regularized"] = svm_head(joint.svm_regularized, K)
     rows = [row(cond, *heads[cond]) for cond in heads]
+    history: list[dict[str, Any]] = []
     for opt, seed, lr, run in _retrain_heads(model, X, y, H, head_cfg, device=device, progress=progress):
+        history += [{"network_seed": network_seed, "condition": f"reinit-{opt}", "head_seed": seed, "step": int(t),
+                     "train_loss": loss, "train_accuracy": acc} for t, loss, acc in run.pop("history")]
         rows.append(row(f"reinit-{opt}", run["W"], run["b"], optimizer=opt, head_seed=seed, lr=lr,
                         final_loss=run["final_loss"], feature_map_identical=run["feature_map_identical"]))
         heads.setdefault(f"reinit-{opt}", (run["W"], run["b"]))
@@ -497,7 +502,7 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
                            "this is a bug in nnboundary, please report it.")
     extras = {"H": H, "y": np.asarray(y), "svm": joint.svm, "support": joint.support, "heads": heads,
               "dead_units": dead_units(H), "feature_norm": float(np.sqrt(np.mean(np.sum(H * H, axis=1)))),
-              "joint_summary": joint.summary}
+              "joint_summary": joint.summary, "history": history}
     return rows, extras
 
 
@@ -630,7 +635,7 @@ def _run_resolved(cfg: dict[str, Any], out_dir: Any, *, seed: int | None, device
     with rd.open(force=force) as out:
         write_json(out / "config.json", {**cfg, "network_seeds_run": seeds, "device": str(device),
                                          "model_dir": None if model_dir is None else str(model_dir)})
-        rows, networks, first = [], [], None
+        rows, networks, first, history = [], [], None, []
         for s in seeds:
             if "image_experiment" in net:
                 model, data, info = _image_network(net, s, out, model_dir=model_dir, device=device,
@@ -640,12 +645,15 @@ def _run_resolved(cfg: dict[str, Any], out_dir: Any, *, seed: int | None, device
             net_rows, extras = compare_heads(model, *data, cfg["head"], device=device, network_seed=s,
                                              progress=progress)
             rows += net_rows
+            history += extras.pop("history")
             networks.append({**info, "dead_units": extras["dead_units"].tolist(),
                              "dead_units_note": dead_units_note(extras["dead_units"]),
                              "feature_norm_rms": extras["feature_norm"], "joint": extras["joint_summary"]})
             first = first or extras
         runs = pd.DataFrame(rows)
         runs.to_csv(out / "bias_runs.csv", index=False)
+        atomic_write(out / "metrics.jsonl", lambda fh: fh.write(  # the retrained heads' training curves
+            "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in history)))
         table = aggregate_bias_runs(runs)
         table.to_csv(out / "bias_table.csv")
         per_network = aggregate_bias_runs(runs, by_network=True)
