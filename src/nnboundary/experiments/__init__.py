@@ -38,6 +38,8 @@ from nnboundary.experiments.registry import (
 )
 from nnboundary.experiments import _catalog  # noqa: F401  (importing the definitions registers them)
 from nnboundary.experiments.report import summary_rows, write_report
+from nnboundary.experiments.result import KindResult
+from nnboundary.experiments.rundir import RunDir, RunLockedError
 from nnboundary.experiments.runner import (
     RunExistsError,
     RunResult,
@@ -55,7 +57,10 @@ __all__ = [
     "FlagNotSupportedError",
     "KindConfig",
     "Profile",
+    "KindResult",
+    "RunDir",
     "RunExistsError",
+    "RunLockedError",
     "RunResult",
     "Variant",
     "default_run_dir",
