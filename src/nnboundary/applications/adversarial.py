@@ -54,7 +54,7 @@ from nnboundary.applications._common import (
 )
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
+from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
@@ -856,12 +856,4 @@ register_kind(Kind(
     flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
            "device": "where to train", "data_dir": "folder with the real data files"}))
 
-
-def _register(name: str) -> None:
-    @register_experiment(name, ADVERSARIAL_EXPERIMENTS[name]["title"], kind="adversarial")
-    def _profile(p: Profile) -> KindConfig:
-        return KindConfig("adversarial", adversarial_config(name, p.name), title=ADVERSARIAL_EXPERIMENTS[name]["title"])
-
-
-for _name in ADVERSARIAL_EXPERIMENTS:
-    _register(_name)
+register_table("adversarial", ADVERSARIAL_EXPERIMENTS, adversarial_config)

@@ -76,7 +76,7 @@ from nnboundary.applications._common import (
     write_jsonl,
 )
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
+from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
@@ -965,12 +965,4 @@ register_kind(Kind(
     flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
            "device": "where to train", "data_dir": "folder with the real data files"}))
 
-
-def _register(name: str) -> None:
-    @register_experiment(name, FORGETTING_EXPERIMENTS[name]["title"], kind="forgetting")
-    def _profile(p: Profile) -> KindConfig:
-        return KindConfig("forgetting", forgetting_config(name, p.name), title=FORGETTING_EXPERIMENTS[name]["title"])
-
-
-for _name in FORGETTING_EXPERIMENTS:
-    _register(_name)
+register_table("forgetting", FORGETTING_EXPERIMENTS, forgetting_config)

@@ -60,7 +60,7 @@ from nnboundary.experiments.images import (
 )
 from nnboundary._jsonio import atomic_write, to_jsonable
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, Profile, register_experiment, register_kind
+from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
@@ -766,12 +766,4 @@ register_kind(Kind(
            "steps": "updates of each retrained head (head.steps)"},
     settings_for={"steps": lambda v: {"head": {"steps": v}}}))
 
-
-def _register(name: str) -> None:
-    @register_experiment(name, BIAS_EXPERIMENTS[name]["title"], kind="bias")
-    def _profile(p: Profile) -> KindConfig:
-        return KindConfig("bias", bias_config(name, p.name), title=BIAS_EXPERIMENTS[name]["title"])
-
-
-for _name in BIAS_EXPERIMENTS:
-    _register(_name)
+register_table("bias", BIAS_EXPERIMENTS, bias_config)

@@ -50,7 +50,7 @@ from torch import nn
 
 from nnboundary.data import REAL_DATASETS, ImageDataset, load_real
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, Profile, deep_merge, register_experiment, register_kind
+from nnboundary.experiments.registry import Kind, KindConfig, deep_merge, register_kind, register_table
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, list_models, model_parameters
@@ -809,12 +809,4 @@ register_kind(Kind(
            "resume": "continue an interrupted run from its last checkpoint"},
     settings_for={"steps": lambda v: {"train": {"steps": v}}, "n_samples": lambda v: {"data": {"subsample": v}}}))
 
-
-def _register(name: str) -> None:
-    @register_experiment(name, IMAGE_EXPERIMENTS[name]["title"], kind="image")
-    def _profile(p: Profile) -> KindConfig:
-        return KindConfig("image", image_config(name, p.name), title=IMAGE_EXPERIMENTS[name]["title"])
-
-
-for _name in IMAGE_EXPERIMENTS:
-    _register(_name)
+register_table("image", IMAGE_EXPERIMENTS, image_config)

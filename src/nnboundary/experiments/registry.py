@@ -26,6 +26,7 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +51,7 @@ __all__ = [
     "list_experiments",
     "register_experiment",
     "register_kind",
+    "register_table",
 ]
 
 #: Profile names, cheapest first.
@@ -497,6 +499,20 @@ def register_kind(kind: Kind) -> Kind:
         raise ValueError(f"Experiment kind {kind.name!r} is registered twice.")
     _KINDS[kind.name] = kind
     return kind
+
+
+def register_table(kind: str, table: Mapping[str, Mapping[str, Any]],
+                   resolve: Callable[[str, str], dict[str, Any]]) -> None:
+    """Register every entry of a kind's table (``{name: {"title": ..., ...}}``) with :func:`register_experiment`;
+    ``resolve(name, profile)`` gives the resolved settings dict of one profile."""
+    for name, entry in table.items():
+        register_experiment(name, entry["title"], kind=kind)(
+            functools.partial(_table_config, kind, entry["title"], resolve, name))
+
+
+def _table_config(kind: str, title: str, resolve: Callable[[str, str], dict[str, Any]], name: str,
+                  p: Profile) -> KindConfig:
+    return KindConfig(kind, resolve(name, p.name), title=title)
 
 
 def get_kind(name: str) -> Kind:
