@@ -37,7 +37,7 @@ import torch
 
 from nnboundary.experiments.images import IMAGE_EXPERIMENTS, image_config, model_kwargs
 from nnboundary.models import build_model
-from nnboundary.train import fit
+from nnboundary.train import TrainCallback, fit
 
 _SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32), "digits": (1, 8, 8)}
 
@@ -54,13 +54,13 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class _StepClock:
+class _StepClock(TrainCallback):
     """Training callback recording the wall clock after every update (synchronising CUDA first)."""
 
     def __init__(self, device: str) -> None:
         self.device, self.times = device, []
 
-    def on_step(self, step: int, model: torch.nn.Module, **extra: float) -> None:
+    def on_step(self, step: int, model: torch.nn.Module, *, loss: float, accuracy: float) -> None:
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
         self.times.append(time.perf_counter())

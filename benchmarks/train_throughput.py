@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnboundary.train import Trainer, make_loss
+from nnboundary.train import TrainConfig, Trainer, make_loss
 
 
 def make_data(n: int, device: torch.device, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +77,8 @@ def trainer_loop(X: torch.Tensor, y: torch.Tensor, steps: int, lr: float, loss_n
     """The same run through Trainer.fit with log-spaced checkpoints; steps/s (wall, CPU) of the whole call."""
     model = make_model(0, device)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(loss=loss_name, optimizer="sgd", lr=lr, steps=steps, device=device, progress=False,
-                          checkpoint_dir=tmp, checkpoint_schedule="log")
+        trainer = Trainer(TrainConfig(loss=loss_name, optimizer="sgd", lr=lr, steps=steps, device=device,
+                                      progress=False, checkpoint_dir=tmp, checkpoint_schedule="log"))
         _sync(device)
         t0, c0 = time.perf_counter(), time.process_time()
         trainer.fit(model, X, y)

@@ -11,7 +11,7 @@ from nnboundary.analysis import analyze_features
 from nnboundary.device import DeviceUnavailableError
 from nnboundary.features import extract_features, head_params
 
-from _models11 import DictDataset, TinyHFClassifier, TinyTimmNet, hf_examples
+from tests.zoo import DictDataset, TinyHFClassifier, TinyTimmNet, hf_examples
 
 torch.set_num_threads(1)
 

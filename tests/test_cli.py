@@ -52,20 +52,20 @@ def test_reproduce_writes_a_run_and_refuses_to_overwrite(tmp_path) -> None:
     assert json.loads((out / "config.json").read_text())["experiment"]["steps"] == 15
 
     again = invoke(*args)
-    assert again.exit_code == 1
+    assert again.exit_code == 2
     assert "already holds a run" in again.output and "--force" in again.output
     forced = invoke(*args, "--force")
     assert forced.exit_code == 0, forced.output
 
 
 def test_reproduce_needs_exactly_one_of_name_and_all() -> None:
-    assert invoke("reproduce").exit_code == 1
-    assert invoke("reproduce", "blobs", "--all").exit_code == 1
+    assert invoke("reproduce").exit_code == 2
+    assert invoke("reproduce", "blobs", "--all").exit_code == 2
 
 
 def test_reproduce_unknown_experiment_suggests_names(tmp_path) -> None:
     result = invoke("reproduce", "mons", "--out", str(tmp_path / "x"))
-    assert result.exit_code == 1 and "moons" in result.output
+    assert result.exit_code == 2 and "moons" in result.output
 
 
 def test_demo_is_the_blobs_quick_run_and_reruns_into_fresh_dirs(tmp_path, monkeypatch) -> None:
@@ -149,7 +149,7 @@ def test_profiles_offered_by_the_cli_exist() -> None:
 def test_reproduce_on_cuda_without_gpu_fails_cleanly(tmp_path) -> None:
     out = tmp_path / "gpu"
     result = invoke("reproduce", "blobs", "--profile", "smoke", "--device", "cuda", "--out", str(out))
-    assert result.exit_code == 1 and "CUDA" in result.output
+    assert result.exit_code == 2 and "CUDA" in result.output
     assert not out.exists() and not (tmp_path / "gpu.partial").exists()
 
 

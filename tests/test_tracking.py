@@ -156,26 +156,28 @@ def test_state_dict_roundtrip_keeps_curves_and_warm_start():
     other = AlignmentTracker(X, y)
     other.load_state_dict(json.loads(json.dumps(state)))  # survives a JSON checkpoint
     assert other.history.equals(tr.history) and other.state_key == tr.state_key
-    other.on_eval(7, model)  # the train loop's Protocol hook always evaluates
+    other.step(7, model, force=True)  # a forced evaluation
     assert list(other.history["step"]) == [1, 7]
     with pytest.raises(ValueError, match="format"):
         other.load_state_dict({"format": 99, "records": []})
 
 
-def test_plot_writes_png_with_reference_fit(tmp_path):
+def test_the_tracker_history_draws_with_plot(tmp_path):
+    """The tracker only records; nnboundary.plot draws its history (one alignment figure in the package)."""
+    from nnboundary.plot import plot_alignment_curves
+    from nnboundary.plot.curves import alignment_figure
+
     X, y = _data(K=2, N=40)
     tr = AlignmentTracker(X, y)
-    with pytest.raises(RuntimeError, match="Nothing to plot"):
-        tr.plot()
     steps = [1, 2, 5, 10, 20, 50, 100, 200]
     records = [{"step": t, "angle_deg": 9 / np.log(t + 1), "margin_ratio": 1 - 1 / np.log(t + 1),
                 "bias_offset": None if t == 1 else 0.5 / np.log(t)} for t in steps]  # None: a gap
     tr.load_state_dict({"format": 1, "records": records})
-    fig = tr.plot(tmp_path / "curves.png")
+    plot_alignment_curves(tr.history, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
-    assert len(fig.axes) == 3 and fig.axes[-1].get_xscale() == "log"
-    with pytest.raises(KeyError, match="available"):
-        tr.plot(metrics=("nope",))
+    fig = alignment_figure(tr.history)
+    assert fig.axes[-1].get_xscale() == "log"
+    assert not hasattr(AlignmentTracker, "plot")
 
 
 def test_fit_inverse_log_recovers_constant():

@@ -46,10 +46,12 @@ def _build() -> type:
     Callback = _callback_base()
 
     class AlignmentCallback(Callback):  # type: ignore[misc, valid-type]
-        """Lightning callback that calls ``tracker.step(trainer.global_step, pl_module)``.
+        """Lightning callback that drives an ``AlignmentTracker`` through its training-callback contract.
 
-        It evaluates after training batches on the tracker's schedule, skips the sanity check,
-        logs the numbers as ``boundary/<name>``, and saves the tracker's state in checkpoints.
+        ``on_train_start`` calls ``tracker.on_start`` (the initialisation is evaluated at step 0); after each
+        training batch, ``tracker.wants(global_step)`` decides and ``tracker.on_step`` evaluates. It skips the
+        sanity check, logs the numbers as ``boundary/<name>``, and saves the tracker's state in checkpoints
+        under the tracker's ``state_key``.
 
         Parameters
         ----------
@@ -67,11 +69,18 @@ def _build() -> type:
         def state_key(self) -> str:
             return self.tracker.state_key
 
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            total = trainer.max_steps if isinstance(trainer.max_steps, int) and trainer.max_steps > 0 else None
+            self.tracker.on_start(int(trainer.global_step), pl_module, total_steps=total)
+
         def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any,
                                batch_idx: int) -> None:
-            if getattr(trainer, "sanity_checking", False):
+            step = int(trainer.global_step)
+            if trainer.sanity_checking or not self.tracker.wants(step):
                 return
-            row = self.tracker.step(int(trainer.global_step), pl_module)
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            loss = float(loss.detach()) if hasattr(loss, "detach") else None
+            row = self.tracker.on_step(step, pl_module, loss=loss, accuracy=None)
             if row is None or not self.log_metrics:
                 return
             numbers = {f"boundary/{k}": float(v) for k, v in row.items()

@@ -6,6 +6,7 @@ that produced it (they are saved beside every result, in ``config.json`` / ``set
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from datetime import datetime
@@ -67,9 +68,24 @@ def main(version: bool = typer.Option(False, "--version", callback=_version, is_
     """nnboundary command line."""
 
 
+#: Exit code of a user error (bad flag, missing file, refused run directory): one line on stderr, no traceback.
+USER_ERROR_EXIT = 2
+
+
 def _fail(err: BaseException) -> typer.Exit:
-    _err().print(f"[bold red]Error:[/] {escape(str(err))}", highlight=False)
-    return typer.Exit(code=1)
+    """Print ``err`` as one line on stderr; the caller raises the returned ``typer.Exit(2)``."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    _err().print(f"[bold red]Error:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=USER_ERROR_EXIT)
+
+
+@contextlib.contextmanager
+def _user_errors() -> Any:
+    """Turn a user error raised inside the block into one line on stderr and exit code 2."""
+    try:
+        yield
+    except _USER_ERRORS as err:
+        raise _fail(err) from None
 
 
 def _set_threads(threads: Optional[int]) -> None:
@@ -117,100 +133,114 @@ def _overrides(steps: Optional[int], n_samples: Optional[int]) -> dict[str, Any]
 
 @app.command("list")
 def list_(profile: ProfileName = typer.Option(ProfileName.quick, help="Profile whose size is shown.")) -> None:
-    """List the registered experiments, one line each."""
+    """List the registered experiments, one line each, with their kind, data and size."""
+    from nnboundary.data import REAL_DATASETS
     from nnboundary.experiments import describe_experiment, get_experiment, list_experiments
+    from nnboundary.experiments.registry import experiment_kind, get_kind
 
-    from nnboundary.experiments.others import other_experiments
-
-    names, others = list_experiments(), other_experiments()
-    width = max(map(len, [*names, *others]))
+    names = list_experiments(kind=None)
+    width = max(map(len, names))
     for name in names:
+        kind = experiment_kind(name)
+        if kind != "simulated":
+            flags = " ".join("--" + f.replace("_", "-") for f in sorted(get_kind(kind).flags))
+            typer.echo(f"{name:<{width}}  {describe_experiment(name)}  [{kind} kind; takes {flags}]")
+            continue
         cfg = get_experiment(name, profile.value)
         runs = len(cfg.variants) or 1
+        data = "real data via --data-dir" if cfg.data in REAL_DATASETS else "simulated data"
         typer.echo(f"{name:<{width}}  {describe_experiment(name)}  "
-                   f"[{profile.value}: {runs} run{'s' if runs > 1 else ''} x {cfg.steps} steps]")
-    for name, experiment in others.items():
-        typer.echo(f"{name:<{width}}  {experiment.title}  [own runner; real data via --data-dir]")
+                   f"[simulated kind; {data}] [{profile.value}: {runs} run{'s' if runs > 1 else ''} x {cfg.steps} steps]")
+
+
+def _print_kind(result: Any) -> None:
+    seeds = ", ".join(map(str, result.seeds))
+    table = Table(title=f"{result.name} ({result.profile} profile, {result.kind}, seed {seeds}, "
+                        f"{result.wall_time_s:.1f} s)", title_justify="left", header_style="bold")
+    headers, rows = result.table()
+    for h in headers:
+        table.add_column(h, justify="left" if h == "metric" else "right", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    _out().print(table)
+    _out().print(f"Settings: {result.run_dir / 'config.json'}", highlight=False, markup=False)
+    _out().print(f"Report:   {result.report}", highlight=False, markup=False)
 
 
 @app.command()
 def reproduce(
     name: Optional[str] = typer.Argument(None, help="Experiment name (see `nnboundary list`)."),
-    all_: bool = typer.Option(False, "--all", help="Run every experiment; --out is then a folder with one run "
-                                                   "directory per experiment (default runs/<profile>)."),
+    all_: bool = typer.Option(False, "--all", help="Run every simulated-data experiment; --out is then a folder "
+                                                   "with one run directory per experiment (default runs/<profile>)."),
     profile: ProfileName = typer.Option(ProfileName.quick, help="quick: about a minute on 2 CPU cores; paper: the "
                                                                 "original's settings; smoke: seconds (tests)."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<name>-<profile>)."),
     seed: Optional[int] = typer.Option(None, help="Seed of data, split, initialisation and batches "
-                                                  "(default: the experiment's, 0)."),
+                                                  "(default: the experiment's own)."),
     device: DeviceName = typer.Option(DeviceName.cpu, help="Where to train."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with real data files (simulated data ignore it)."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing run directory."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing run directory (only one that nnboundary "
+                                                      "wrote: it carries a .nnboundary-run.json marker)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint."),
     steps: Optional[int] = typer.Option(None, help="Override the number of training steps."),
-    n_samples: Optional[int] = typer.Option(None, help="Override the number of generated points."),
+    n_samples: Optional[int] = typer.Option(None, help="Override the number of points (images: training images)."),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads; default 1 for the smoke and quick profiles "
                                                      "(their tensors are tiny: measured 2.6x faster than 2 threads), "
                                                      "torch's choice for paper; 0 = torch's choice."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show the training progress bar."),
 ) -> None:
-    """Run a registered experiment: writes config.json, metrics.jsonl, summary.json, figures/ and report.md.
+    """Run a registered experiment: writes config.json, summary.json, report.md, figures/ (and metrics.jsonl where
+    the kind records training) into one run directory.
 
-    A rerun into an existing directory needs --force; an interrupted run continues with --resume.
+    A rerun into an existing directory needs --force; an interrupted run continues with --resume. A flag that an
+    experiment kind cannot honour is refused by name.
     """
     if all_ == (name is not None):
         raise _fail(ValueError("Give an experiment NAME or --all (not both). Run `nnboundary list` to see the names."))
     _set_threads(1 if threads is None and profile is not ProfileName.paper else threads)
-    if all_:
-        _reproduce_all(profile.value, out or Path("runs") / profile.value, seed=seed, device=device.value,
-                       data_dir=data_dir, force=force, resume=resume, progress=progress,
-                       overrides=_overrides(steps, n_samples))
-        return
-    from nnboundary.experiments import default_run_dir, get_experiment, run_experiment
-    from nnboundary.experiments.others import other_experiments, run_other
+    with _user_errors():
+        if all_:
+            _reproduce_all(profile.value, out or Path("runs") / profile.value, seed=seed, device=device.value,
+                           data_dir=data_dir, force=force, resume=resume, progress=progress,
+                           overrides=_overrides(steps, n_samples))
+            return
+        from nnboundary.experiments import default_run_dir, get_experiment, run_experiment
+        from nnboundary.experiments.registry import KindConfig
 
-    if name in other_experiments():
-        target = out or default_run_dir(name, profile.value)
-        _out().print(f"[bold]Running[/] {escape(f'{name} [{profile.value} profile]')} seed {seed} | {device.value} -> "
-                     f"{escape(str(target))} (settings saved there as config.json)", highlight=False)
-        try:
-            summary = run_other(name, target, profile=profile.value, seed=seed, device=device.value,
-                                data_dir=data_dir, force=force)
-        except _USER_ERRORS as err:
-            raise _fail(err) from None
-        _out().print(f"Done: {escape(str(target))} (summary: {type(summary).__name__})", highlight=False)
-        return
-    try:
         cfg = get_experiment(name, profile.value, **_overrides(steps, n_samples),
-                             **({} if seed is None else {"seed": seed})).validate()
+                             **({} if seed is None else {"seed": seed}))
         target = out or default_run_dir(cfg.name, cfg.profile)
-        _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, device.value, target))}", highlight=False)
+        if isinstance(cfg, KindConfig):
+            seeds = "the profile's" if cfg.seed is None else cfg.seed
+            _out().print(f"[bold]Running[/] {escape(f'{cfg.name} [{cfg.profile} profile, {cfg.kind} kind]')} seed "
+                         f"{seeds} | {device.value} -> {escape(str(target))}", highlight=False)
+        else:
+            cfg = cfg.validate()
+            _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, device.value, target))}", highlight=False)
         result = run_experiment(cfg, out_dir=target, device=device.value, force=force, resume=resume,
                                 data_dir=data_dir, progress=progress)
-    except _USER_ERRORS as err:
-        raise _fail(err) from None
-    _print_run(result)
+    if isinstance(cfg, KindConfig):
+        _print_kind(result)
+    else:
+        _print_run(result)
 
 
 def _reproduce_all(profile: str, root: Path, **kwargs: Any) -> None:
     import time
 
-    from nnboundary.experiments import get_experiment, list_experiments, run_experiment
+    from nnboundary.experiments import run_all
 
-    overrides, seed = kwargs.pop("overrides"), kwargs.pop("seed")
-    failures, rows = [], []
     t0 = time.perf_counter()
-    for name in list_experiments():
-        try:
-            cfg = get_experiment(name, profile, **overrides, **({} if seed is None else {"seed": seed})).validate()
-            _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, kwargs['device'], root / name))}", highlight=False)
-            result = run_experiment(cfg, out_dir=root / name, **kwargs)
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # noqa: BLE001 - report it and go on with the other experiments
-            _err().print(f"[bold red]{name} failed:[/] {escape(str(err))}", highlight=False)
+
+    def announce(name: str, cfg: Any, target: Path) -> None:
+        _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, kwargs['device'], target))}", highlight=False)
+
+    rows, failures = [], []
+    for name, result in run_all(profile, root, on_start=announce, **kwargs):
+        if isinstance(result, BaseException):
+            _err().print(f"[bold red]{name} failed:[/] {escape(str(result))}", highlight=False)
             failures.append(name)
-            rows.append([name, "FAILED", "—", escape(str(err)[:80])])
+            rows.append([name, "FAILED", "—", escape(str(result)[:80])])
             continue
         _print_run(result)
         statuses = sorted({r[-1] for r in result.table(compact=True)[1]})
@@ -241,12 +271,10 @@ def demo(
 
     _set_threads(threads)
     target = out or _fresh_dir(Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}")
-    try:
+    with _user_errors():
         cfg = get_experiment("blobs", "quick", seed=seed)
         _out().print(f"[bold]Demo:[/] {escape(_settings_line(cfg, 'cpu', target))}", highlight=False)
         result = run_experiment(cfg, out_dir=target, progress=progress)
-    except _USER_ERRORS as err:
-        raise _fail(err) from None
     _print_run(result)
 
 

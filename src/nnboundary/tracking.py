@@ -13,7 +13,7 @@ Example
 >>> for t in range(1, n_steps + 1):                          # doctest: +SKIP
 ...     train_one_step(model)
 ...     tracker.step(t, model, loss=float(loss))
->>> tracker.plot("runs/mlp/alignment.png")                   # doctest: +SKIP
+>>> nnboundary.plot.plot_alignment_curves(tracker.history, "runs/mlp/alignment.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nnboundary.analysis import _jsonable, analyze
+from nnboundary._jsonio import to_jsonable
+from nnboundary.analysis import analyze
 from nnboundary.metrics import fit_inverse_log  # noqa: F401 - re-exported: the one fit of c / log t
+from nnboundary.train import TrainCallback
 
 __all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
 
@@ -48,7 +50,7 @@ def is_log_step(step: int, mantissas: tuple[int, ...] = (1, 2, 5)) -> bool:
     return step in mantissas
 
 
-class AlignmentTracker:
+class AlignmentTracker(TrainCallback):
     """Track cosine, angle, margin ratio and bias offset of the head vs the SVM during training.
 
     Parameters
@@ -76,6 +78,14 @@ class AlignmentTracker:
         not evaluated again). A truncated last line (crash mid-write) is dropped.
     overwrite : bool, default=False
         If the jsonl file exists and ``resume`` is False, start it afresh instead of raising.
+    view : callable or None, default=None
+        ``view(model)`` is what gets analysed when the tracker runs as a training callback (e.g. a joint
+        linear view of a model whose logits are not one ``nn.Linear``); None analyses the model itself.
+    on_error : {"raise", "record"}, default="raise"
+        As a training callback: "record" logs a failed evaluation in :attr:`errors` and lets training go on.
+
+    As a :class:`nnboundary.train.TrainCallback` (``fit(..., callbacks=[tracker])``) it evaluates the
+    initialisation (step 0), every scheduled step and the last step.
 
     Attributes
     ----------
@@ -107,7 +117,14 @@ class AlignmentTracker:
         grid_resolution: int = 200,
         resume: bool = False,
         overwrite: bool = False,
+        view: Callable[[Any], Any] | None = None,
+        on_error: str = "raise",
     ) -> None:
+        if on_error not in ("raise", "record"):
+            raise ValueError(f"on_error must be 'raise' or 'record', got {on_error!r}.")
+        self.view, self.on_error = view, on_error
+        self.total_steps: int | None = None
+        self.errors: list[dict[str, Any]] = []
         self.X, self.y, self.X_test, self.y_test = X, y, X_test, y_test
         self.schedule, self.every, self.head = schedule, every, head
         self.svm, self.svm_regularized, self.soft_C = svm, svm_regularized, soft_C
@@ -142,7 +159,7 @@ class AlignmentTracker:
     def _append(self, row: dict[str, Any]) -> None:
         if self.path is None:
             return
-        line = json.dumps(_jsonable(row), allow_nan=False)
+        line = json.dumps(to_jsonable(row), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
             f.flush()
@@ -194,9 +211,33 @@ class AlignmentTracker:
             self._steps = {int(r["step"]) for r in self.records if "step" in r}
         return self._steps
 
-    def on_eval(self, step: int, model: Any) -> None:
-        """``nnboundary.train.TrainCallback`` hook: the loop decided to evaluate, so evaluate."""
-        self.step(step, model, force=True)
+    # -- the training-callback contract (nnboundary.train.TrainCallback) -------------------------
+    def on_start(self, step: int, model: Any, *, total_steps: int | None = None) -> None:
+        """Remember the last step; evaluate the initialisation when training starts from step 0."""
+        self.total_steps = total_steps
+        if step == 0:
+            self._safe_step(0, model)
+
+    def wants(self, step: int) -> bool:
+        """Evaluate on the schedule and at the last step."""
+        return step == self.total_steps or self.is_scheduled(step)
+
+    def on_step(self, step: int, model: Any, *, loss: float | None = None,
+                accuracy: float | None = None) -> dict[str, Any] | None:
+        """Evaluate after update ``step``, recording the batch ``train_loss`` / ``train_batch_accuracy``."""
+        extra = {k: v for k, v in (("train_loss", loss), ("train_batch_accuracy", accuracy)) if v is not None}
+        return self._safe_step(step, model, **extra)
+
+    def _safe_step(self, step: int, model: Any, **extra: Any) -> dict[str, Any] | None:
+        target = self.view(model) if self.view is not None else model
+        if self.on_error == "raise":
+            return self.step(step, target, force=True, **extra)
+        try:
+            return self.step(step, target, force=True, **extra)
+        except Exception as err:  # noqa: BLE001 - on_error="record": a failed evaluation never stops training
+            logger.warning("Alignment evaluation at step %d failed: %s", step, err)
+            self.errors.append({"step": int(step), "error": f"{type(err).__name__}: {err}"})
+            return None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -212,6 +253,7 @@ class AlignmentTracker:
             "support": None if self._support is None else self._support.tolist(),
             "support_regularized": None if self._support_reg is None else self._support_reg.tolist(),
             "head": self._head_name,
+            "errors": [dict(e) for e in self.errors],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -223,38 +265,13 @@ class AlignmentTracker:
         sr = state.get("support_regularized")
         self._support_reg = None if sr is None else np.asarray(sr, dtype=np.int64)
         self._head_name = state.get("head") or self._head_name
+        self.errors = [dict(e) for e in state.get("errors", [])]
 
     # -- results -----------------------------------------------------------------------------
     @property
     def history(self) -> pd.DataFrame:
         """All records as a DataFrame, one row per evaluated step."""
         return pd.DataFrame(self.records)
-
-    def plot(self, path: str | os.PathLike[str] | None = None, *,
-             metrics: tuple[str, ...] = ("angle_deg", "margin_ratio", "bias_offset")) -> Any:
-        """The alignment figure of the records: :func:`nnboundary.plot.plot_alignment_curves`'s, one figure for all.
-
-        Log step axis from step 1 (step 0 apart), soft-margin evaluations marked, the fitted ``limit + c / log t``
-        reference drawn where it fits (see :mod:`nnboundary.plot.curves`).
-
-        Returns
-        -------
-        fig : matplotlib.figure.Figure (saved atomically to ``path`` if given)
-        """
-        if not self.records:
-            raise RuntimeError("Nothing to plot yet: no step has been evaluated. Call step() during training.")
-        hist = self.history
-        missing = [m for m in metrics if m not in hist]
-        if missing:
-            raise KeyError(f"Metrics {missing} are not in the history; available: {sorted(hist.columns)}")
-        from nnboundary._jsonio import atomic_write
-        from nnboundary.plot.curves import alignment_figure  # plot draws; the tracker only records
-
-        fig = alignment_figure(hist, metrics=metrics)
-        if path is not None:
-            p = Path(path)
-            atomic_write(p, lambda f: fig.savefig(f, format=p.suffix[1:].lower() or "png", dpi=120), binary=True)
-        return fig
 
     def __repr__(self) -> str:
         return (f"AlignmentTracker(N={_n(self.X)}, schedule={self.schedule!r}, every={self.every}, "
@@ -326,6 +343,6 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path} line {i + 1} is not valid JSON; the file is corrupt.") from None
             logger.warning("Dropping a truncated last line of %s (interrupted write).", path)
             tmp = path.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in records))
+            tmp.write_text("".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in records))
             os.replace(tmp, path)
     return records

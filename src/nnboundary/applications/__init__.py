@@ -7,7 +7,6 @@ they measure. Experiments are plain dicts (:data:`FORGETTING_EXPERIMENTS`, :data
 with ``smoke``/``quick``/``paper`` profiles; :func:`run_forgetting` and :func:`run_adversarial` run them.
 """
 
-from nnboundary.applications._common import OutputExistsError
 from nnboundary.applications.adversarial import (
     ADVERSARIAL_EXPERIMENTS,
     adversarial_config,
@@ -22,7 +21,6 @@ from nnboundary.applications.forgetting import (
 __all__ = [
     "ADVERSARIAL_EXPERIMENTS",
     "FORGETTING_EXPERIMENTS",
-    "OutputExistsError",
     "adversarial_config",
     "forgetting_config",
     "run_adversarial",

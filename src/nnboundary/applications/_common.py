@@ -6,9 +6,7 @@ that they read their data, build their networks and write their run folders the 
 
 from __future__ import annotations
 
-import copy
 import difflib
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,38 +16,20 @@ import numpy as np
 
 from nnboundary._jsonio import atomic_write, write_json  # noqa: F401 - re-exported to the applications
 from nnboundary._jsonio import to_jsonable as _jsonable  # noqa: F401
-import torch
 from torch import nn
 
 from nnboundary.data import load_real, make_simulated, train_test_split
+from nnboundary.experiments.registry import PROFILES, deep_merge  # noqa: F401 - the one override rule
 from nnboundary.models import build_model
 
 if TYPE_CHECKING:
     from nnboundary.svm import MaxMarginClassifier
 
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 _FLAT_MODELS = ("mlp",)
 _IMAGE_MODELS = ("resnet_mnist", "densenet")
 
 
 # ----------------------------------------------------------------------------------------- configs
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` updated by ``override``; nested dicts are merged key by key, everything else replaced.
-
-    A nested dict whose ``"name"`` differs from the base's (another model, another data set) replaces the base
-    dict whole, so that e.g. an MLP's ``kwargs`` never leak into a ResNet's.
-    """
-    out = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        renamed = (isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and "name" in value
-                   and value["name"] != out[key].get("name"))
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not renamed:
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
 def resolve_config(registry: Mapping[str, Mapping[str, Any]], name: str, profile: str,
                    overrides: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
     """``registry[name]["base"]`` merged with its ``profile`` entry and ``overrides``.
@@ -159,41 +139,6 @@ def build_network(model: Mapping[str, Any], input_shape: tuple[int, ...], n_clas
                      f"{list(_FLAT_MODELS + _IMAGE_MODELS)} (models whose logits are head(features(x))).")
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/"auto" -> CUDA if available else CPU; anything else is passed to ``torch.device``."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@torch.no_grad()
-def forward_numpy(model: nn.Module, X: np.ndarray, device: torch.device,
-                  batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Features and logits of ``model`` on ``X`` in eval mode.
-
-    Returns
-    -------
-    H : ndarray of shape (N, D), float64
-    Z : ndarray of shape (N, K), float64
-    """
-    was = model.training
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    try:
-        Hs, Zs = [], []
-        for s in range(0, len(X), batch_size):
-            xb = torch.as_tensor(X[s:s + batch_size]).to(device=device, dtype=dtype)
-            h = model.features(xb)                               # (B, D)
-            Hs.append(h.double().cpu().numpy())
-            Zs.append(model.head(h).double().cpu().numpy())     # (B, K)
-        D, K = model.head.in_features, model.head.out_features
-        H = np.concatenate(Hs) if Hs else np.zeros((0, D))
-        Z = np.concatenate(Zs) if Zs else np.zeros((0, K))
-        return H, Z
-    finally:
-        model.train(was)
-
-
 def head_arrays(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     """``(W (K, D), b (K,))`` of ``model.head`` as float64 numpy."""
     W = model.head.weight.detach().double().cpu().numpy()
@@ -203,25 +148,16 @@ def head_arrays(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
 
 
 # -------------------------------------------------------------------------------------------- output
-class OutputExistsError(FileExistsError):
-    """A run folder already holds results and ``force`` was not given."""
-
-
-def prepare_out_dir(out_dir: str | os.PathLike[str], names: Sequence[str], force: bool) -> Path:
-    """Create ``out_dir``; refuse (without ``force``) if it already holds any of ``names``."""
-    path = Path(out_dir)
-    if path.exists() and not path.is_dir():
-        raise NotADirectoryError(f"{path} exists and is not a folder; choose another out_dir.")
-    clash = sorted(n for n in names if (path / n).exists())
-    if clash and not force:
-        raise OutputExistsError(f"{path} already holds results ({', '.join(clash)}). Pass force=True (CLI: --force) "
-                                "to overwrite them, or choose a new out_dir.")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def write_csv(path: Path, frame: Any) -> Path:
     return atomic_write(path, lambda fh: frame.to_csv(fh, index=False, float_format="%.6g"))
+
+
+def write_jsonl(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """One JSON object per line (NaN/inf as null), atomically: the run's ``metrics.jsonl``."""
+    import json
+
+    return atomic_write(path, lambda fh: fh.write("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n"
+                                                          for r in rows)))
 
 
 jsonable = _jsonable
@@ -233,11 +169,7 @@ def fit_svm(H: np.ndarray, y: np.ndarray, soft_C: float) -> tuple["MaxMarginClas
     Returns ``(svm, separable)``; ``svm`` is None when even the soft-margin optimum is W = 0 (degenerate features,
     e.g. a dead ReLU layer), so there is no boundary to use.
     """
-    from nnboundary.svm import MaxMarginClassifier, NotSeparableError
+    from nnboundary.experiments.svmfit import fit_hard_then_soft
 
-    try:
-        return MaxMarginClassifier().fit(H, y), True
-    except NotSeparableError:
-        pass
-    svm = MaxMarginClassifier(C=soft_C).fit(H, y)
-    return (svm if np.any(svm.coef_) else None), False
+    svm, separable = fit_hard_then_soft(H, y, soft_C=soft_C)
+    return (svm if separable or np.any(svm.coef_) else None), separable

@@ -23,11 +23,12 @@ which direction (across the SVM hyperplane). This module measures both claims.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,22 @@ from nnboundary import metrics as M
 from nnboundary.applications._common import (
     build_network,
     fit_svm,
-    forward_numpy,
     head_arrays,
     jsonable,
     load_arrays,
-    prepare_out_dir,
     resolve_config,
-    resolve_device,
     seed_list,
     write_csv,
     write_json,
+    write_jsonl,
 )
 from nnboundary.svm import MaxMarginClassifier
-from nnboundary.train import Trainer
+from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
+from nnboundary.experiments.result import KindResult
+from nnboundary.experiments.rundir import RunDir
+from nnboundary.features import extract_features
+from nnboundary.train import fit
 
 __all__ = [
     "ADVERSARIAL_EXPERIMENTS",
@@ -75,8 +79,6 @@ log = logging.getLogger(__name__)
 Scores = Callable[[Tensor], Tensor]
 Objective = Callable[[Tensor, Tensor], Tensor]
 
-_OUTPUT_FILES = ("config.json", "points.csv", "curves.csv", "curves_summary.csv", "quantiles.csv",
-                 "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "robustness.png")
 
 # --------------------------------------------------------------------------------------- experiments
 ADVERSARIAL_EXPERIMENTS: dict[str, dict[str, Any]] = {
@@ -484,6 +486,17 @@ class AdversarialResult:
     summary: dict[str, Any]
     config: dict[str, Any]
     out_dir: Path | None = None
+    wall_time_s: float = float("nan")
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_kind_result(self) -> Any:
+        """The uniform :class:`~nnboundary.experiments.result.KindResult` view: the mean over seeds of the
+        per-seed facts (accuracies, correlations, attack rates) and the seeds."""
+        from nnboundary.experiments.result import KindResult
+
+        return KindResult(name=self.config.get("name", "adversarial"), profile=self.config.get("profile", ""),
+                          kind="adversarial", run_dir=self.out_dir, seeds=list(self.config["seeds"]),
+                          summary=dict(self.summary.get("mean", {})), wall_time_s=self.wall_time_s, detail=self)
 
 
 def _fit_svm(H: np.ndarray, y: np.ndarray, soft_C: float) -> tuple[MaxMarginClassifier, bool]:
@@ -592,10 +605,11 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, tr: Mapping[str, Any], seed: int,
-                 dev: torch.device) -> None:
-    Trainer(loss="cross_entropy", optimizer=tr.get("optimizer", "adam"), lr=float(tr.get("lr", 1e-3)),
-            epochs=int(tr.get("epochs", 20)), batch_size=min(int(tr.get("batch_size", 64)), len(y)), seed=seed,
-            device=dev, progress=False).fit(model, X, y)
+                 dev: torch.device) -> list[tuple[int, float, float]]:
+    """Train ``model`` in place; returns the training history ``[(step, batch loss, batch accuracy)]``."""
+    return fit(model, X, y, loss="cross_entropy", optimizer=tr.get("optimizer", "adam"), lr=float(tr.get("lr", 1e-3)),
+        epochs=int(tr.get("epochs", 20)), batch_size=min(int(tr.get("batch_size", 64)), len(y)), seed=seed,
+        device=dev, progress=False)
 
 
 def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -> dict[str, Any]:
@@ -604,12 +618,13 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
     flat = (lambda a: a.reshape(len(a), -1)) if flatten else (lambda a: a)
     Xtr, Xte = flat(data.x_train), flat(data.x_test)
     t0 = time.perf_counter()
-    _train_model(model, Xtr, data.y_train, cfg.get("train", {}), seed, dev)
+    history = _train_model(model, Xtr, data.y_train, cfg.get("train", {}), seed, dev).history
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    H, Z = forward_numpy(model, Xtr, dev)
-    Ht, Zt = forward_numpy(model, Xte, dev)
+    train_ext = extract_features(model, Xtr, "head", device=dev)
+    test_ext = extract_features(model, Xte, "head", device=dev)
+    H, Z, Ht, Zt = train_ext.features, train_ext.logits, test_ext.features, test_ext.logits
     W, b = head_arrays(model)
     svm, separable = _fit_svm(H, data.y_train, float(cfg.get("svm", {}).get("soft_C", 1.0)))
     V, c = svm.coef_, svm.intercept_
@@ -669,7 +684,9 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
         tables.append(pts)
     points = pd.concat(tables, ignore_index=True)
     return {"facts": facts, "points": points, "curves": curves, "quantiles": quant,
-            "support_vs_rest": _support_table(points[points["part"] == "train"], att, seed)}
+            "support_vs_rest": _support_table(points[points["part"] == "train"], att, seed),
+            "history": [{"seed": seed, "step": int(t), "train_loss": loss, "train_accuracy": acc}
+                        for t, loss, acc in history]}
 
 
 def _curve_rows(rows: list[dict[str, Any]], correct: np.ndarray, seed: int) -> pd.DataFrame:
@@ -740,8 +757,9 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
     config : dict or str
         A resolved config (:func:`adversarial_config`) or a name in :data:`ADVERSARIAL_EXPERIMENTS`.
     out_dir : path-like or None, default=None
-        Folder for config.json, points.csv, curves.csv, curves_summary.csv, quantiles.csv,
-        quantiles_summary.csv, support_vs_rest.csv, summary.json and robustness.png (atomic writes).
+        Run directory (staged in ``<out_dir>.partial``, committed when complete): config.json, points.csv,
+        curves.csv, curves_summary.csv, quantiles.csv, quantiles_summary.csv, support_vs_rest.csv,
+        summary.json, report.md and figures/robustness.png.
     seeds : int, sequence of int or None, default=None
         None uses ``config["seeds"]``.
     device : str or torch.device, default="cpu"
@@ -758,35 +776,43 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
 
     Raises
     ------
-    OutputExistsError
-        ``out_dir`` already holds results and ``force`` is False (checked before any work).
+    nnboundary.experiments.RunExistsError
+        ``out_dir`` already holds results and ``force`` is False, or is not an nnboundary run directory
+        (checked before any work; see :class:`~nnboundary.experiments.rundir.RunDir`).
     """
+    t0 = time.perf_counter()
     cfg = adversarial_config(config, profile) if isinstance(config, str) else copy.deepcopy(dict(config))
     if data_dir is not None:
         cfg.setdefault("data", {})["data_dir"] = str(data_dir)
     _check_config(cfg)
     seed_values = seed_list(seeds, cfg.get("seeds", [0]))
     cfg["seeds"] = seed_values
-    path = prepare_out_dir(out_dir, _OUTPUT_FILES, force) if out_dir is not None else None
+    rd = None if out_dir is None else RunDir(out_dir, experiment=cfg.get("name", "adversarial"),
+                                             profile=cfg.get("profile", profile))
+    if rd is not None:
+        rd.check(force=force)  # before any work
     dev = resolve_device(device)
     data = load_arrays(cfg["data"], cfg["classes"])
-    if path is not None:
-        write_json(path / "config.json", {**cfg, "device": str(dev), "data_info": data.info,
-                                          "pixel_range": data.pixel_range})
-    runs = [_run_seed(cfg, data, s, dev) for s in seed_values]
-    facts = pd.DataFrame([r["facts"] for r in runs])
-    curves = pd.concat([r["curves"] for r in runs], ignore_index=True)
-    quantiles = pd.concat([r["quantiles"] for r in runs], ignore_index=True)
-    support = pd.concat([r["support_vs_rest"] for r in runs], ignore_index=True)
-    summary = {"per_seed": facts.to_dict(orient="records"),
-               "mean": facts.drop(columns=["seed"]).mean(numeric_only=True).to_dict(),
-               "std": facts.drop(columns=["seed"]).std(numeric_only=True, ddof=1).to_dict()
-               if len(facts) > 1 else {}}
-    result = AdversarialResult(pd.concat([r["points"] for r in runs], ignore_index=True), curves,
-                               _mean_std(curves, ["attack", "norm", "eps"]), quantiles,
-                               _mean_std(quantiles, ["quantile"]), support, summary, cfg, path)
-    if path is not None:
-        _write(result, path)
+    with rd.open(force=force) if rd is not None else contextlib.nullcontext(None) as path:
+        if path is not None:
+            write_json(path / "config.json", {**cfg, "device": str(dev), "data_info": data.info,
+                                              "pixel_range": data.pixel_range})
+        runs = [_run_seed(cfg, data, s, dev) for s in seed_values]
+        facts = pd.DataFrame([r["facts"] for r in runs])
+        curves = pd.concat([r["curves"] for r in runs], ignore_index=True)
+        quantiles = pd.concat([r["quantiles"] for r in runs], ignore_index=True)
+        support = pd.concat([r["support_vs_rest"] for r in runs], ignore_index=True)
+        summary = {"per_seed": facts.to_dict(orient="records"),
+                   "mean": facts.drop(columns=["seed"]).mean(numeric_only=True).to_dict(),
+                   "std": facts.drop(columns=["seed"]).std(numeric_only=True, ddof=1).to_dict()
+                   if len(facts) > 1 else {}}
+        result = AdversarialResult(pd.concat([r["points"] for r in runs], ignore_index=True), curves,
+                                   _mean_std(curves, ["attack", "norm", "eps"]), quantiles,
+                                   _mean_std(quantiles, ["quantile"]), support, summary, cfg,
+                                   None if rd is None else rd.path, wall_time_s=time.perf_counter() - t0,
+                                   history=[row for r in runs for row in r["history"]])
+        if path is not None:
+            _write(result, path)
     return result
 
 
@@ -795,12 +821,39 @@ def _write(result: AdversarialResult, path: Path) -> None:
 
     for name in ("points", "curves", "curves_summary", "quantiles", "quantiles_summary", "support_vs_rest"):
         write_csv(path / f"{name}.csv", getattr(result, name))
-    write_json(path / "summary.json", jsonable(result.summary))
+    write_json(path / "summary.json", jsonable({**result.summary, "seeds": result.config["seeds"],
+                                                "wall_time_s": result.wall_time_s}))
+    write_jsonl(path / "metrics.jsonl", result.history)
     q = result.quantiles
     byq = pd.concat([pd.DataFrame({"quantile": q["quantile"], "attack": a, "value": q[col], "seed": q["seed"]})
                      for a, col in (("DeepFool (NN)", "deepfool_l2_median"),
                                     ("margin-guided (SVM)", "svmfool_l2_median"))])
     byq = byq.groupby(["attack", "quantile"], sort=False)["value"].agg(value_mean="mean", value_std="std").reset_index()
-    plot_robustness(result.curves_summary, byq, path / "robustness.png",
+    (path / "figures").mkdir(exist_ok=True)
+    plot_robustness(result.curves_summary, byq, path / "figures" / "robustness.png",
                     f"{result.config.get('name', 'adversarial')} ({result.config.get('profile', '')}), "
                     f"{len(result.config['seeds'])} seed(s): mean ± std")
+    from nnboundary.experiments.result import write_kind_report
+
+    write_kind_report(path, result.as_kind_result(), notes=[
+        "Mean over seeds of the per-seed facts; per seed: `summary.json`; curves, quantiles and points: the CSVs."])
+
+
+# --------------------------------------------------------------------------------------- registration
+def run(cfg: KindConfig, run_dir: str | Path, *, device: str = "cpu", data_dir: Any = None, progress: bool = False,
+        force: bool = False) -> KindResult:
+    """The adversarial kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
+    return run_adversarial(copy.deepcopy(cfg.settings), run_dir, seeds=cfg.seed, device=device, data_dir=data_dir,
+                   force=force).as_kind_result()
+
+
+def _validate_settings(cfg: dict[str, Any]) -> None:
+    _check_config(cfg)
+
+
+register_kind(Kind(
+    "adversarial", run, _validate_settings,
+    flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files"}))
+
+register_table("adversarial", ADVERSARIAL_EXPERIMENTS, adversarial_config)

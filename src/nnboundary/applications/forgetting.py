@@ -45,6 +45,7 @@ tables and the figure.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -65,18 +66,21 @@ from nnboundary.applications._common import (
     Arrays,
     build_network,
     fit_svm,
-    forward_numpy,
     head_arrays,
     jsonable,
     load_arrays,
-    prepare_out_dir,
     resolve_config,
-    resolve_device,
     seed_list,
     write_csv,
     write_json,
+    write_jsonl,
 )
-from nnboundary.train import Trainer
+from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
+from nnboundary.experiments.result import KindResult
+from nnboundary.experiments.rundir import RunDir
+from nnboundary.features import extract_features
+from nnboundary.train import TrainConfig, Trainer
 
 __all__ = [
     "FORGETTING_EXPERIMENTS",
@@ -107,7 +111,6 @@ STRATEGIES: tuple[str, ...] = ("finetune", "random", "herding", "svm", "random_f
 MEMORY_STRATEGIES: tuple[str, ...] = ("random", "herding", "svm", "random_fc", "svm_fc")
 """The strategies that keep ``memory_per_class`` exemplars of each old class."""
 
-_OUTPUT_FILES = ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "forgetting.png")
 
 # --------------------------------------------------------------------------------------- experiments
 _DIGIT_PAIRS = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
@@ -437,8 +440,8 @@ def _train(model: nn.Module, split: TaskSplit, idx: np.ndarray, n_seen: int, s: 
         net, loss = model, SeenClassCrossEntropy(n_seen)
     else:
         net, loss = _Anchored(model, anchor), _ConsolidatedLoss(n_seen, split.n_classes, s.consolidation_weight)
-    trainer = Trainer(loss=loss, optimizer=s.optimizer, lr=s.lr, epochs=s.epochs,
-                      batch_size=min(s.batch_size, len(idx)), seed=seed, device=device, progress=False)
+    trainer = Trainer(TrainConfig(loss=loss, optimizer=s.optimizer, lr=s.lr, epochs=s.epochs,
+                                  batch_size=min(s.batch_size, len(idx)), seed=seed, device=device, progress=False))
     X = _flat(split.x_train[idx], flatten)
     trainer.fit(net, X, split.y_train[idx])
     # the trainer's own accuracy takes the argmax over all K logits; ours is over the seen classes
@@ -446,7 +449,7 @@ def _train(model: nn.Module, split: TaskSplit, idx: np.ndarray, n_seen: int, s: 
 
 
 def _predict(model: nn.Module, X: np.ndarray, n_seen: int, device: torch.device) -> np.ndarray:
-    _, Z = forward_numpy(model, X, device)
+    Z = extract_features(model, X, "head", device=device).logits
     return Z[:, :n_seen].argmax(axis=1)
 
 
@@ -604,7 +607,7 @@ def _alignment(model: nn.Module, split: TaskSplit, idx: np.ndarray, n_classes: i
                device: torch.device, flatten: bool) -> dict[str, Any]:
     """NN↔SVM alignment of the head rows ``0..n_classes-1`` on the analysis points of those classes."""
     sel = idx[split.y_train[idx] < n_classes]
-    H, _ = forward_numpy(model, _flat(split.x_train[sel], flatten), device)
+    H = extract_features(model, _flat(split.x_train[sel], flatten), "head", device=device).features
     W, b = head_arrays(model)
     try:
         s = analyze_features(H, split.y_train[sel], W[:n_classes], b[:n_classes], svm_regularized=False,
@@ -707,10 +710,10 @@ def _select(strategy: str, model: nn.Module, split: TaskSplit, idx: np.ndarray, 
     if strategy == "herding":
         for c in new:
             pool = split.class_indices(c)
-            H, _ = forward_numpy(model, _flat(split.x_train[pool], flatten), dev)
+            H = extract_features(model, _flat(split.x_train[pool], flatten), "head", device=dev).features
             memory[c] = pool[herding_selection(H, m)]
         return {}
-    H, _ = forward_numpy(model, _flat(split.x_train[idx], flatten), dev)    # the data at hand: (n_train, D)
+    H = extract_features(model, _flat(split.x_train[idx], flatten), "head", device=dev).features    # the data at hand: (n_train, D)
     chosen, info = svm_selection(H, split.y_train[idx], new, m, s.soft_C)
     for c in new:
         memory[c] = idx[chosen[c]]
@@ -746,6 +749,15 @@ class ForgettingResult:
     final: dict[str, Any]
     config: dict[str, Any]
     out_dir: Path | None = None
+    wall_time_s: float = float("nan")
+
+    def as_kind_result(self) -> Any:
+        """The uniform :class:`~nnboundary.experiments.result.KindResult` view (headline numbers, seeds)."""
+        from nnboundary.experiments.result import KindResult
+
+        return KindResult(name=self.config.get("name", "forgetting"), profile=self.config.get("profile", ""),
+                          kind="forgetting", run_dir=self.out_dir, seeds=list(self.config["seeds"]),
+                          summary=forgetting_headline(self.final), wall_time_s=self.wall_time_s, detail=self)
 
 
 def _forgetting(history: list[np.ndarray], t: int, n_old: int) -> float:
@@ -842,8 +854,8 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
         A resolved config (:func:`forgetting_config`) or the name of one in :data:`FORGETTING_EXPERIMENTS`
         (then ``profile`` picks the profile).
     out_dir : path-like or None, default=None
-        Folder for config.json, per_task.csv, per_class.csv, summary.csv, summary.json and forgetting.png
-        (each written atomically). None writes nothing.
+        Run directory (staged in ``<out_dir>.partial``, committed when complete): config.json, per_task.csv,
+        per_class.csv, summary.csv, summary.json, report.md and figures/forgetting.png. None writes nothing.
     seeds : int, sequence of int or None, default=None
         None uses ``config["seeds"]``.
     device : str or torch.device, default="cpu"
@@ -860,51 +872,97 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
 
     Raises
     ------
-    OutputExistsError
-        ``out_dir`` already holds results and ``force`` is False (checked before any work).
+    nnboundary.experiments.RunExistsError
+        ``out_dir`` already holds results and ``force`` is False, or is not an nnboundary run directory
+        (checked before any work; see :class:`~nnboundary.experiments.rundir.RunDir`).
     """
+    t0 = time.perf_counter()
     cfg = forgetting_config(config, profile) if isinstance(config, str) else copy.deepcopy(dict(config))
     if data_dir is not None:
         cfg.setdefault("data", {})["data_dir"] = str(data_dir)
     cfg = _settings_with_defaults(cfg)
     seed_values = seed_list(seeds, cfg.get("seeds", [0]))
     cfg["seeds"] = seed_values
-    path = prepare_out_dir(out_dir, _OUTPUT_FILES, force) if out_dir is not None else None
+    rd = None if out_dir is None else RunDir(out_dir, experiment=cfg.get("name", "forgetting"),
+                                             profile=cfg.get("profile", profile))
+    if rd is not None:
+        rd.check(force=force)  # before any work
     dev = resolve_device(device)
     settings = IncrementalSettings.from_config(cfg)
     settings.check()
     split = load_task_split(cfg["data"], cfg["tasks"])
     strategies = [s for s in STRATEGIES if s in cfg.get("strategies", STRATEGIES)]
-    if path is not None:
-        write_json(path / "config.json", {**cfg, "device": str(dev), "data_info": split.info})
-    task_rows, class_rows = [], []
-    for seed in seed_values:
-        base, flatten = build_network(cfg["model"], split.x_train.shape[1:], split.n_classes, seed)
-        first_acc = train_first_task(base, split, settings, seed=seed, device=dev, flatten=flatten)
-        for strategy in strategies:
-            model = copy.deepcopy(base)
-            records = run_strategy(split, strategy, model, settings, seed=seed, device=dev, flatten=flatten,
-                                   first_task_trained=True)
-            records[0].train_accuracy = first_acc
-            tr, cl = _rows(records, split, strategy, seed)
-            task_rows += tr
-            class_rows += cl
-            log.info("seed %d %s: final avg acc %.4f", seed, strategy, tr[-1]["avg_acc"])
-    per_task, per_class = pd.DataFrame(task_rows), pd.DataFrame(class_rows)
-    summary, final = summarize_forgetting(per_task)
-    result = ForgettingResult(per_task, per_class, summary, final, cfg, path)
-    if path is not None:
-        _write(result, path)
+    with rd.open(force=force) if rd is not None else contextlib.nullcontext(None) as path:
+        if path is not None:
+            write_json(path / "config.json", {**cfg, "device": str(dev), "data_info": split.info})
+        task_rows, class_rows = [], []
+        for seed in seed_values:
+            base, flatten = build_network(cfg["model"], split.x_train.shape[1:], split.n_classes, seed)
+            first_acc = train_first_task(base, split, settings, seed=seed, device=dev, flatten=flatten)
+            for strategy in strategies:
+                model = copy.deepcopy(base)
+                records = run_strategy(split, strategy, model, settings, seed=seed, device=dev, flatten=flatten,
+                                       first_task_trained=True)
+                records[0].train_accuracy = first_acc
+                tr, cl = _rows(records, split, strategy, seed)
+                task_rows += tr
+                class_rows += cl
+                log.info("seed %d %s: final avg acc %.4f", seed, strategy, tr[-1]["avg_acc"])
+        per_task, per_class = pd.DataFrame(task_rows), pd.DataFrame(class_rows)
+        summary, final = summarize_forgetting(per_task)
+        result = ForgettingResult(per_task, per_class, summary, final, cfg, None if rd is None else rd.path,
+                                  wall_time_s=time.perf_counter() - t0)
+        if path is not None:
+            _write(result, path)
     return result
+
+
+def forgetting_headline(final: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat headline numbers of a forgetting run: last-task mean avg. accuracy and forgetting per strategy,
+    and the paired differences."""
+    out: dict[str, Any] = {}
+    for strategy, cols in final.get("strategies", {}).items():
+        for col in ("avg_acc", "forgetting"):
+            out[f"{strategy}/{col}"] = cols[col]["mean"]
+    for pair, d in final.get("paired", {}).items():
+        out[f"paired {pair}"] = d["mean"]
+    return out
 
 
 def _write(result: ForgettingResult, path: Path) -> None:
     from nnboundary.applications._figures import plot_forgetting
+    from nnboundary.experiments.result import write_kind_report
 
     write_csv(path / "per_task.csv", result.per_task)
     write_csv(path / "per_class.csv", result.per_class)
     write_csv(path / "summary.csv", result.summary)
-    write_json(path / "summary.json", jsonable(result.final))
-    plot_forgetting(result.per_task, path / "forgetting.png",
+    write_jsonl(path / "metrics.jsonl", result.per_task.to_dict(orient="records"))  # one line per task learned
+    write_json(path / "summary.json", jsonable({**result.final, "seeds": result.config["seeds"],
+                                                "wall_time_s": result.wall_time_s}))
+    (path / "figures").mkdir(exist_ok=True)
+    plot_forgetting(result.per_task, path / "figures" / "forgetting.png",
                     f"{result.config.get('name', 'forgetting')} ({result.config.get('profile', '')}), "
                     f"{len(result.config['seeds'])} seed(s): mean ± std")
+    write_kind_report(path, result.as_kind_result(), notes=[
+        "Last task, mean over seeds. Per task and strategy: `per_task.csv`, `summary.csv`; per class: "
+        "`per_class.csv`."])
+
+
+# --------------------------------------------------------------------------------------- registration
+def run(cfg: KindConfig, run_dir: str | Path, *, device: str = "cpu", data_dir: Any = None, progress: bool = False,
+        force: bool = False) -> KindResult:
+    """The forgetting kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
+    return run_forgetting(copy.deepcopy(cfg.settings), run_dir, seeds=cfg.seed, device=device, data_dir=data_dir,
+                   force=force).as_kind_result()
+
+
+def _validate_settings(cfg: dict[str, Any]) -> None:
+    IncrementalSettings.from_config(_settings_with_defaults(cfg)).check()
+
+
+register_kind(Kind(
+    "forgetting", run, _validate_settings,
+    flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files"}))
+
+register_table("forgetting", FORGETTING_EXPERIMENTS, forgetting_config)

@@ -5,26 +5,24 @@
   asymmetric net's logits are ``head(h) + skip(x)``, linear in the joint features ``[h, x]``, so the
   view is ``Linear(D + d, 2)`` (a copy of ``joint_weight`` and the shared bias) applied to
   ``joint_features(x)``.
-* :class:`TrackerHook` - runs an ``AlignmentTracker`` on the trainer's callback protocol: evaluates at
-  step 0, on the tracker's schedule and at the last step; an evaluation that fails is recorded, never
-  fatal.
-* :class:`SnapshotHook` - saves the model's weights at chosen steps for the snapshot figures.
+* :class:`SnapshotHook` - a :class:`~nnboundary.train.TrainCallback` that saves the model's weights at
+  chosen steps for the snapshot figures. (The alignment curves come from
+  :class:`~nnboundary.tracking.AlignmentTracker`, itself a ``TrainCallback``, with ``view=`` the
+  :func:`analysis_view` below.)
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["JointLinearView", "SnapshotHook", "TrackerHook", "analysis_view", "load_snapshot", "snapshot_steps"]
+from nnboundary.train import TrainCallback
 
-logger = logging.getLogger(__name__)
+__all__ = ["JointLinearView", "SnapshotHook", "analysis_view", "load_snapshot", "snapshot_steps"]
 
 
 # ------------------------------------------------------------------------------------------- model views
@@ -59,50 +57,7 @@ def analysis_view(model: nn.Module) -> tuple[nn.Module, str | None]:
 
 
 # ------------------------------------------------------------------------------------------- callbacks
-class TrackerHook:
-    """Adapt an ``AlignmentTracker`` to the trainer's callbacks, evaluating at 0, on schedule and at the end.
-
-    Parameters
-    ----------
-    tracker : nnboundary.tracking.AlignmentTracker
-    """
-
-    state_key = "alignment_tracker"
-
-    def __init__(self, tracker: Any) -> None:
-        self.tracker = tracker
-        self.total_steps: int | None = None
-        self.errors: list[dict[str, Any]] = []
-
-    def on_start(self, step: int, model: nn.Module, *, total_steps: int | None = None) -> None:
-        self.total_steps = total_steps
-        if step == 0:
-            self._evaluate(0, model)
-
-    def wants(self, step: int) -> bool:
-        return step == self.total_steps or self.tracker.is_scheduled(step)
-
-    def on_step(self, step: int, model: nn.Module, **extra: float) -> None:
-        self._evaluate(step, model, train_loss=extra.get("loss"), train_batch_accuracy=extra.get("accuracy"))
-
-    def _evaluate(self, step: int, model: nn.Module, **extra: Any) -> None:
-        view, _ = analysis_view(model)
-        extra = {k: v for k, v in extra.items() if v is not None}
-        try:
-            self.tracker.step(step, view, force=True, **extra)
-        except Exception as err:  # noqa: BLE001 - a failed evaluation is recorded, never fatal to training
-            logger.warning("Alignment evaluation at step %d failed: %s", step, err)
-            self.errors.append({"step": int(step), "error": f"{type(err).__name__}: {err}"})
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"tracker": self.tracker.state_dict(), "errors": list(self.errors)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.tracker.load_state_dict(state["tracker"])
-        self.errors = list(state.get("errors", []))
-
-
-class SnapshotHook:
+class SnapshotHook(TrainCallback):
     """Save ``model.state_dict()`` at the given steps to ``directory/step_<step>.pt`` (atomically).
 
     Step 0 is the initialisation (saved when training starts from scratch). Files already on disk
@@ -122,7 +77,7 @@ class SnapshotHook:
     def wants(self, step: int) -> bool:
         return step in self.steps
 
-    def on_step(self, step: int, model: nn.Module, **extra: float) -> None:
+    def on_step(self, step: int, model: nn.Module, *, loss: float, accuracy: float) -> None:
         self._save(step, model)
 
     def _save(self, step: int, model: nn.Module) -> None:

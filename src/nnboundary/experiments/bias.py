@@ -31,6 +31,7 @@ Either way the feature map's weights and BatchNorm buffers are compared bit for 
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import math
 import os
@@ -50,7 +51,6 @@ from nnboundary.experiments.images import (
     load_image_data,
     load_trained_model,
     lookup_profile,
-    prepare_out_dir,
     resolve_config,
     run_image_experiment,
     validate_model_section,
@@ -58,8 +58,12 @@ from nnboundary.experiments.images import (
     write_json,
     IMAGE_EXPERIMENTS,
 )
-from nnboundary.models import build_model, dead_units
-from nnboundary.models._init import tf_truncated_normal_, torch_default_
+from nnboundary._jsonio import atomic_write, to_jsonable
+from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
+from nnboundary.experiments.result import KindResult
+from nnboundary.experiments.rundir import RunDir, default_run_dir
+from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
 from nnboundary.train import fit
 
 __all__ = [
@@ -86,8 +90,6 @@ HEAD_METRICS: tuple[str, ...] = (
     "bias_norm",
 )
 _HEAD_KEYS = {"input", "reinit", "batch_size", "steps", "seeds", "optimizers", "lr_scale"}
-_OUTPUTS = ("summary.json", "config.json", "report.md", "bias_runs.csv", "bias_table.csv", "bias_table_by_network.csv",
-            "figures")
 
 _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
 _QUICK_HEAD = {"input": "features", "reinit": "original", "batch_size": None, "steps": 3000, "seeds": [0, 1, 2],
@@ -357,8 +359,8 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     Returns
     -------
     dict
-        ``W`` (K, D), ``b`` (K,), ``final_loss``, ``final_accuracy``, ``wall_time_s``,
-        ``feature_map_identical`` (whether every parameter and buffer outside the head of the trained
+        ``W`` (K, D), ``b`` (K,), ``final_loss``, ``final_accuracy``, ``wall_time_s``, ``history``
+        (``[(step, batch loss, batch accuracy)]``), ``feature_map_identical`` (whether every parameter and buffer outside the head of the trained
         copy is bit-identical before and after training) and ``model`` (that copy, with the new head).
     """
     work = copy.deepcopy(model)
@@ -381,7 +383,7 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     b = head.bias.detach().to("cpu", torch.float64).numpy().copy()
     return {"W": W, "b": b, "final_loss": result.final_loss, "final_accuracy": result.final_accuracy,
             "wall_time_s": result.wall_time_s, "feature_map_identical": same_state(before, feature_map_state(work)),
-            "model": work}
+            "history": list(result.history), "model": work}
 
 
 class _FittedLinear(ClassifierMixin, BaseEstimator):
@@ -488,7 +490,10 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
     if joint.svm_regularized is not None:
         heads["svm-regularized"] = svm_head(joint.svm_regularized, K)
     rows = [row(cond, *heads[cond]) for cond in heads]
+    history: list[dict[str, Any]] = []
     for opt, seed, lr, run in _retrain_heads(model, X, y, H, head_cfg, device=device, progress=progress):
+        history += [{"network_seed": network_seed, "condition": f"reinit-{opt}", "head_seed": seed, "step": int(t),
+                     "train_loss": loss, "train_accuracy": acc} for t, loss, acc in run.pop("history")]
         rows.append(row(f"reinit-{opt}", run["W"], run["b"], optimizer=opt, head_seed=seed, lr=lr,
                         final_loss=run["final_loss"], feature_map_identical=run["feature_map_identical"]))
         heads.setdefault(f"reinit-{opt}", (run["W"], run["b"]))
@@ -497,7 +502,7 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
                            "this is a bug in nnboundary, please report it.")
     extras = {"H": H, "y": np.asarray(y), "svm": joint.svm, "support": joint.support, "heads": heads,
               "dead_units": dead_units(H), "feature_norm": float(np.sqrt(np.mean(np.sum(H * H, axis=1)))),
-              "joint_summary": joint.summary}
+              "joint_summary": joint.summary, "history": history}
     return rows, extras
 
 
@@ -533,11 +538,11 @@ def aggregate_bias_runs(runs: pd.DataFrame, *, by_network: bool = False) -> pd.D
 # Networks
 # ------------------------------------------------------------------------------------------------
 def _image_network(net: dict[str, Any], seed: int, out: Path, *, model_dir: Any, device: Any, data_dir: Any,
-                   force: bool, progress: bool) -> tuple[nn.Module, tuple, dict[str, Any]]:
-    if model_dir is None:
+                   progress: bool) -> tuple[nn.Module, tuple, dict[str, Any]]:
+    if model_dir is None:  # a run directory of its own inside this run's staging folder
         model_dir = out / f"network-seed{seed}"
         run_image_experiment(net["image_experiment"], net.get("profile", "quick"), model_dir, seed=seed,
-                             device=device, data_dir=data_dir, force=force, progress=progress)
+                             device=device, data_dir=data_dir, progress=progress)
     model, run_cfg = load_trained_model(model_dir, device=device)
     ds = load_image_data(run_cfg, data_dir=data_dir, seed=run_cfg["seed"])
     info = {"run_dir": str(model_dir), "experiment": run_cfg["experiment"], "profile": run_cfg["profile"],
@@ -610,49 +615,80 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
         Image data not found.
     """
     cfg = bias_config(name, profile, overrides)
+    return _run_resolved(cfg, out_dir, seed=seed, device=device, data_dir=data_dir, force=force,
+                         model_dir=model_dir, progress=progress)
+
+
+def _run_resolved(cfg: dict[str, Any], out_dir: Any, *, seed: int | None, device: Any, data_dir: Any, force: bool,
+                  model_dir: Any, progress: bool) -> dict[str, Any]:
+    name, profile = cfg["experiment"], cfg["profile"]
     net = cfg["network"]
     if model_dir is not None and "image_experiment" not in net:
         raise ExperimentConfigError(f"model_dir applies to image networks only; {name!r} trains a simulated one.")
     seeds = [seed] if seed is not None else list(cfg["network_seeds"])
     if model_dir is not None:
         seeds = seeds[:1]
-    out = prepare_out_dir(out_dir or Path("runs") / f"{name}-{profile}", force=force, outputs=_OUTPUTS)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {**cfg, "network_seeds_run": seeds, "device": str(device),
-                                     "model_dir": None if model_dir is None else str(model_dir)})
+    rd = RunDir(out_dir or default_run_dir(name, profile), experiment=name, profile=profile)
+    rd.check(force=force)
+    resolve_device(device)
     t0 = time.perf_counter()
-    rows, networks, first = [], [], None
-    for s in seeds:
-        if "image_experiment" in net:
-            model, data, info = _image_network(net, s, out, model_dir=model_dir, device=device, data_dir=data_dir,
-                                               force=force, progress=progress)
-        else:
-            model, data, info = _simulated_network(net, s, device=device, progress=progress)
-        net_rows, extras = compare_heads(model, *data, cfg["head"], device=device, network_seed=s,
-                                         progress=progress)
-        rows += net_rows
-        networks.append({**info, "dead_units": extras["dead_units"].tolist(),
-                         "dead_units_note": dead_units_note(extras["dead_units"]),
-                         "feature_norm_rms": extras["feature_norm"], "joint": extras["joint_summary"]})
-        first = first or extras
-    runs = pd.DataFrame(rows)
-    runs.to_csv(out / "bias_runs.csv", index=False)
-    table = aggregate_bias_runs(runs)
-    table.to_csv(out / "bias_table.csv")
-    per_network = aggregate_bias_runs(runs, by_network=True)
-    per_network.to_csv(out / "bias_table_by_network.csv")
-    figures = _bias_figure(first, cfg, out / "figures")
-    retrained = runs[runs["condition"].str.startswith("reinit-")]
-    summary = {"experiment": name, "profile": profile, "label": cfg["label"], "title": cfg["title"],
-               "device": str(device), "network_seeds": seeds, "networks": networks,
-               "table": {c: table.loc[c].to_dict() for c in table.index},
-               "table_by_network": {f"{n}/{c}": per_network.loc[(n, c)].to_dict() for n, c in per_network.index},
-               "feature_map_identical": bool(retrained["feature_map_identical"].all()),
-               "n_heads_retrained": int(len(retrained)), "figures": figures,
-               "wall_time_s": time.perf_counter() - t0, "config": cfg}
-    write_json(out / "summary.json", summary)
-    (out / "report.md").write_text(bias_report(summary, table, per_network))
+    with rd.open(force=force) as out:
+        write_json(out / "config.json", {**cfg, "network_seeds_run": seeds, "device": str(device),
+                                         "model_dir": None if model_dir is None else str(model_dir)})
+        rows, networks, first, history = [], [], None, []
+        for s in seeds:
+            if "image_experiment" in net:
+                model, data, info = _image_network(net, s, out, model_dir=model_dir, device=device,
+                                                   data_dir=data_dir, progress=progress)
+            else:
+                model, data, info = _simulated_network(net, s, device=device, progress=progress)
+            net_rows, extras = compare_heads(model, *data, cfg["head"], device=device, network_seed=s,
+                                             progress=progress)
+            rows += net_rows
+            history += extras.pop("history")
+            networks.append({**info, "dead_units": extras["dead_units"].tolist(),
+                             "dead_units_note": dead_units_note(extras["dead_units"]),
+                             "feature_norm_rms": extras["feature_norm"], "joint": extras["joint_summary"]})
+            first = first or extras
+        runs = pd.DataFrame(rows)
+        runs.to_csv(out / "bias_runs.csv", index=False)
+        atomic_write(out / "metrics.jsonl", lambda fh: fh.write(  # the retrained heads' training curves
+            "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in history)))
+        table = aggregate_bias_runs(runs)
+        table.to_csv(out / "bias_table.csv")
+        per_network = aggregate_bias_runs(runs, by_network=True)
+        per_network.to_csv(out / "bias_table_by_network.csv")
+        figures = _bias_figure(first, cfg, out / "figures")
+        retrained = runs[runs["condition"].str.startswith("reinit-")]
+        summary = {"experiment": name, "profile": profile, "label": cfg["label"], "title": cfg["title"],
+                   "device": str(device), "network_seeds": seeds, "networks": networks,
+                   "table": {c: table.loc[c].to_dict() for c in table.index},
+                   "table_by_network": {f"{n}/{c}": per_network.loc[(n, c)].to_dict() for n, c in per_network.index},
+                   "feature_map_identical": bool(retrained["feature_map_identical"].all()),
+                   "n_heads_retrained": int(len(retrained)), "figures": figures,
+                   "wall_time_s": time.perf_counter() - t0, "config": cfg}
+        write_json(out / "summary.json", summary)
+        (out / "report.md").write_text(bias_report(summary, table, per_network))
     return summary
+
+
+def run(cfg: KindConfig, run_dir: str | os.PathLike[str], *, device: str = "cpu", data_dir: Any = None,
+        progress: bool = False, force: bool = False) -> KindResult:
+    """The bias kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
+    summary = _run_resolved(copy.deepcopy(cfg.settings), run_dir, seed=cfg.seed, device=device, data_dir=data_dir,
+                            force=force, model_dir=None, progress=progress)
+    return KindResult(cfg.name, cfg.profile, "bias", Path(run_dir), list(summary["network_seeds"]),
+                      bias_headline(summary), float(summary["wall_time_s"]), summary)
+
+
+def bias_headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """Flat headline numbers of a bias run: per condition, the mean angle to the SVM and the mean bias offset."""
+    out: dict[str, Any] = {}
+    for condition, row in summary.get("table", {}).items():
+        for metric in ("angle_deg_mean", "bias_offset_mean", "test_accuracy_mean"):
+            if metric in row:
+                out[f"{condition}/{metric}"] = row[metric]
+    return out
 
 
 def _bias_figure(extras: dict[str, Any], cfg: dict[str, Any], fig_dir: Path) -> dict[str, str]:
@@ -672,7 +708,7 @@ def _bias_figure(extras: dict[str, Any], cfg: dict[str, Any], fig_dir: Path) -> 
         support=extras["support"],
         titles=("SVM (free bias)", "NN (trained jointly)", f"NN (head re-initialised, {opt})"),
         **{"resolution": 300, "dpi": 120, **cfg.get("figure", {})})
-    return {"bias_three_panel": str(path)}
+    return {"bias_three_panel": str(Path(path).relative_to(fig_dir.parent))}  # relative to the run dir
 
 
 def _pm(table: pd.DataFrame, key: Any, metric: str, spec: str = ".3g") -> str:
@@ -718,3 +754,16 @@ def bias_report(summary: dict[str, Any], table: pd.DataFrame, per_network: pd.Da
             "points of the two classes, the class-mean midpoint halfway between the class means. "
             "Mean ± std over all networks and head seeds:\n\n"
             + _markdown_table(table, "condition") + by_net + f"\n\n{nets}\n\n{figs}\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Registration: the bias kind and its experiments
+# ------------------------------------------------------------------------------------------------
+register_kind(Kind(
+    "bias", run, validate_bias_config,
+    flags={"seed": "one network seed (replaces network_seeds)", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files",
+           "steps": "updates of each retrained head (head.steps)"},
+    settings_for={"steps": lambda v: {"head": {"steps": v}}}))
+
+register_table("bias", BIAS_EXPERIMENTS, bias_config)

@@ -38,7 +38,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,11 @@ import torch
 from torch import nn
 
 from nnboundary.data import REAL_DATASETS, ImageDataset, load_real
-from nnboundary.models import MLP, DenseNet, ResNetMNIST, build_model, dead_units
+from nnboundary.device import resolve_device
+from nnboundary.experiments.registry import Kind, KindConfig, deep_merge, register_kind, register_table
+from nnboundary.experiments.result import KindResult
+from nnboundary.experiments.rundir import RunDir, default_run_dir
+from nnboundary.models import build_model, dead_units, list_models, model_parameters
 from nnboundary.train import TrainResult, available_losses, available_optimizers, fit
 
 __all__ = [
@@ -64,12 +67,12 @@ __all__ = [
     "build_image_model",
     "train_image_network",
     "load_trained_model",
-    "prepare_out_dir",
     "validate_model_section",
     "validate_train_section",
     "model_kwargs",
     "write_json",
     "dead_units_note",
+    "image_headline",
     "image_report",
     "compare_with_svm",
     "lookup_profile",
@@ -80,12 +83,10 @@ logger = logging.getLogger(__name__)
 
 PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
 QUICK_LABEL = "quick (CPU, reduced)"
-_MODEL_CLASSES: dict[str, type[nn.Module]] = {"resnet_mnist": ResNetMNIST, "densenet": DenseNet, "mlp": MLP}
 _DATA_KEYS = {"name", "classes", "subsample", "test_subsample", "normalize"}
 _TRAIN_KEYS = {"optimizer", "lr", "batch_size", "steps", "epochs", "loss", "optimizer_kwargs", "loss_kwargs",
                "drop_last"}
 _PROFILE_KEYS = {"label", "data", "model", "train", "init_retries", "analysis", "notes"}
-_OUTPUTS = ("summary.json", "config.json", "report.md", "model.pt", "analysis", "figures", "checkpoints")
 
 
 class ExperimentConfigError(ValueError):
@@ -266,15 +267,16 @@ IMAGE_EXPERIMENTS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------
 # Config resolution and validation
 # ------------------------------------------------------------------------------------------------
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``base`` with ``override`` merged in, recursively for nested dicts."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+def merge_image_settings(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """:func:`~nnboundary.experiments.registry.deep_merge`, where ``train.steps`` and ``train.epochs`` replace
+    each other (two ways of saying how long to train: overriding one drops the other)."""
+    cfg = deep_merge(base, override)
+    train_override = override.get("train", {})
+    if isinstance(train_override, dict) and isinstance(cfg.get("train"), dict):
+        for given, other in (("steps", "epochs"), ("epochs", "steps")):
+            if given in train_override and other not in train_override:
+                cfg["train"].pop(other, None)
+    return cfg
 
 
 def lookup_profile(registry: dict[str, dict[str, Any]], name: str, profile: str, kind: str) -> dict[str, Any]:
@@ -322,7 +324,7 @@ def resolve_config(table: dict[str, dict], name: str, profile: str, kind: str,
     except ValueError as err:
         raise ExperimentConfigError(str(err)) from None
     entry = table[name]
-    cfg = _deep_merge(base, overrides or {})
+    cfg = merge_image_settings(base, overrides or {})
     cfg.update(experiment=name, profile=profile, title=entry["title"], source=entry["source"],
                reference=copy.deepcopy(entry["reference"]))
     validate(cfg)
@@ -346,16 +348,16 @@ def validate_model_section(model: Any, where: str = "model") -> None:
     """Check ``{"name": ..., "kwargs": {...}}`` against the model class's signature (nothing is built)."""
     _check_keys(model, {"name", "kwargs"}, where)
     name = model.get("name")
-    if name not in _MODEL_CLASSES:
-        raise ExperimentConfigError(f"{where}.name must be one of {sorted(_MODEL_CLASSES)}, got {name!r}.")
+    if name not in list_models():  # the one model registry: nnboundary.models
+        raise ExperimentConfigError(f"{where}.name must be one of {list_models()}, got {name!r}.")
     kwargs = model.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise ExperimentConfigError(f"{where}.kwargs must be a dict, got {type(kwargs).__name__}.")
+    params = model_parameters(name)
     try:
-        inspect.signature(_MODEL_CLASSES[name]).bind_partial(**kwargs)
+        inspect.Signature(list(params.values())).bind_partial(**kwargs)
     except TypeError as err:
-        accepted = list(inspect.signature(_MODEL_CLASSES[name]).parameters)
-        raise ExperimentConfigError(f"{where}.kwargs do not fit {name!r}: {err}. Accepted: {accepted}.") from None
+        raise ExperimentConfigError(f"{where}.kwargs do not fit {name!r}: {err}. Accepted: {list(params)}.") from None
 
 
 def validate_train_section(train: Any, where: str = "train") -> None:
@@ -415,36 +417,6 @@ def validate_image_config(cfg: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------
 # Building blocks (also used by nnboundary.experiments.bias and the benchmark)
 # ------------------------------------------------------------------------------------------------
-def prepare_out_dir(out_dir: str | os.PathLike[str], *, force: bool = False, resume: bool = False,
-                    outputs: tuple[str, ...] = _OUTPUTS) -> Path:
-    """Check that ``out_dir`` may receive a run; with ``force``, remove the previous run's outputs.
-
-    Only the names in ``outputs`` are removed (never other files). The folder itself is created
-    later by the caller, once the data has been found.
-
-    Raises
-    ------
-    FileExistsError
-        ``out_dir`` exists and is not empty, and neither ``force`` nor ``resume`` is set.
-    NotADirectoryError
-        ``out_dir`` is a file.
-    """
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"{out} is a file; pass a folder as out_dir.")
-    if out.is_dir() and any(out.iterdir()) and not (force or resume):
-        raise FileExistsError(f"{out} is not empty. Pass force=True (--force) to replace its results, "
-                              "resume=True to continue its training, or choose another out_dir.")
-    if force and out.is_dir():
-        for name in outputs:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    return out
-
-
 def load_image_data(cfg: dict[str, Any], *, data_dir: str | os.PathLike[str] | None = None,
                     seed: int = 0) -> ImageDataset:
     """Load the data of a resolved config (``cfg["data"]``); subsampling is drawn with ``seed``.
@@ -576,7 +548,7 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
         A key of :data:`IMAGE_EXPERIMENTS`.
     profile : {"smoke", "quick", "paper"}, default="quick"
     out_dir : path-like or None, default=None
-        Run folder; None: ``runs/<name>-<profile>-seed<seed>``.
+        Run directory (see :class:`~nnboundary.experiments.rundir.RunDir`); None: ``runs/<name>-<profile>``.
     seed : int, default=0
         Seeds the subsampling, the model initialisation and the minibatch order.
     device : str or torch.device, default="cpu"
@@ -584,9 +556,9 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
     data_dir : path-like or None, default=None
         Where the data files are (see :func:`nnboundary.data.load_real`).
     force : bool, default=False
-        Replace the results of a previous run in ``out_dir``.
+        Replace a previous run in ``out_dir`` (only a directory that carries the run marker).
     resume : bool, default=False
-        Continue the training of a previous run in ``out_dir`` from its latest checkpoint.
+        Continue an interrupted run (``<out_dir>.partial``) from its latest checkpoint.
     overrides : dict or None, default=None
         Merged into the profile (see :func:`image_config`).
     progress : bool, default=False
@@ -604,35 +576,72 @@ def run_image_experiment(name: str, profile: str = "quick", out_dir: str | os.Pa
 
     Raises
     ------
-    FileExistsError
-        ``out_dir`` is not empty and neither ``force`` nor ``resume`` is set.
+    nnboundary.experiments.RunExistsError
+        ``out_dir`` holds a run and ``force`` is not set, an interrupted run is there and neither ``resume``
+        nor ``force`` is set, or ``out_dir`` is not an nnboundary run directory.
     nnboundary.data.DatasetNotFoundError
         The data set is not found (raised before anything is written).
     ExperimentConfigError
         An invalid profile or override.
     """
     cfg = image_config(name, profile, overrides)
-    out = prepare_out_dir(out_dir or Path("runs") / f"{name}-{profile}-seed{seed}", force=force, resume=resume)
+    return _run_resolved(cfg, out_dir, seed=seed, device=device, data_dir=data_dir, force=force, resume=resume,
+                         progress=progress)
+
+
+def _run_resolved(cfg: dict[str, Any], out_dir: str | os.PathLike[str] | None, *, seed: int, device: Any,
+                  data_dir: Any, force: bool, resume: bool, progress: bool) -> dict[str, Any]:
+    name, profile = cfg["experiment"], cfg["profile"]
+    rd = RunDir(out_dir or default_run_dir(name, profile), experiment=name, profile=profile)
+    if resume and rd.is_complete() and not rd.has_partial():
+        logger.info("%s is already complete; nothing to resume.", rd.path)
+        return json.loads((rd.path / "summary.json").read_text())
+    rd.check(force=force, resume=resume)
+    resolve_device(device)
     t0 = time.perf_counter()
-    ds = load_image_data(cfg, data_dir=data_dir, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    model, build = build_image_model(cfg, ds, seed=seed)
-    write_json(out / "config.json", _run_config(cfg, ds, build, seed, device))
-    result = train_image_network(cfg, ds, model, seed=seed, device=device, checkpoint_dir=out / "checkpoints",
-                                 resume=resume, progress=progress)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / "model.pt")
-    analysis, dead, test_accuracy = compare_with_svm(model, ds, cfg, device=device, progress=progress)
-    figures = {}
-    if analysis is not None:
-        analysis.save(out / "analysis", overwrite=True)
-        figures = _figures(analysis, out / "figures", cfg)
-    summary = _summary(cfg, ds, build, result, analysis, dead, test_accuracy, seed, device, figures,
-                       time.perf_counter() - t0)
-    write_json(out / "summary.json", summary)
-    (out / "report.md").write_text(image_report(summary))
+    ds = load_image_data(cfg, data_dir=data_dir, seed=seed)  # before any directory: a missing data set leaves none
+    with rd.open(force=force, resume=resume) as stage:
+        model, build = build_image_model(cfg, ds, seed=seed)
+        write_json(stage / "config.json", _run_config(cfg, ds, build, seed, device))
+        result = train_image_network(cfg, ds, model, seed=seed, device=device, checkpoint_dir=stage / "checkpoints",
+                                     resume=resume, progress=progress)
+        _write_history(stage / "metrics.jsonl", result)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, stage / "model.pt")
+        analysis, dead, test_accuracy = compare_with_svm(model, ds, cfg, device=device, progress=progress)
+        figures = {}
+        if analysis is not None:
+            analysis.save(stage / "analysis", overwrite=True)
+            figures = _figures(analysis, stage / "figures", cfg)
+        summary = _summary(cfg, ds, build, result, analysis, dead, test_accuracy, seed, device, figures,
+                           time.perf_counter() - t0)
+        write_json(stage / "summary.json", summary)
+        (stage / "report.md").write_text(image_report(summary))
     logger.info("%s/%s: test accuracy %.4f, angle %s°, written to %s", name, profile,
-                summary["test_accuracy"], _fmt(summary["angle_deg"]), out)
+                summary["test_accuracy"], _fmt(summary["angle_deg"]), rd.path)
     return summary
+
+
+def run(cfg: KindConfig, run_dir: str | os.PathLike[str], *, device: str = "cpu", data_dir: Any = None,
+        progress: bool = False, force: bool = False, resume: bool = False) -> KindResult:
+    """The image kind's runner (see :func:`nnboundary.experiments.run_experiment`): one run of ``cfg``."""
+    seed = 0 if cfg.seed is None else cfg.seed
+    summary = _run_resolved(copy.deepcopy(cfg.settings), run_dir, seed=seed, device=device, data_dir=data_dir,
+                            force=force, resume=resume, progress=progress)
+    return KindResult(cfg.name, cfg.profile, "image", Path(run_dir), [seed], image_headline(summary),
+                      float(summary.get("wall_time_s", float("nan"))), summary)
+
+
+def _write_history(path: Path, result: TrainResult) -> None:
+    """metrics.jsonl: one line per logged training step (loss and accuracy of that step's batch)."""
+    from nnboundary._jsonio import atomic_write, to_jsonable
+
+    rows = [{"step": int(s), "train_loss": loss, "train_accuracy": acc} for s, loss, acc in result.history]
+    atomic_write(path, lambda fh: fh.write("".join(json.dumps(to_jsonable(r)) + "\n" for r in rows)))
+
+
+def image_headline(summary: dict[str, Any]) -> dict[str, Any]:
+    """The flat headline numbers of an image run's summary (for ``reproduce``'s table)."""
+    return {k: summary.get(k) for k in ("test_accuracy", *_HEADLINE) if k in summary}
 
 
 def compare_with_svm(model: nn.Module, ds: ImageDataset, cfg: dict[str, Any], *,
@@ -697,7 +706,7 @@ def _figures(analysis: Any, fig_dir: Path, cfg: dict[str, Any]) -> dict[str, str
             analysis.nn_coef, analysis.nn_intercept, np.atleast_2d(reg.coef_), np.atleast_1d(reg.intercept_),
             H, y, None, fig_dir / "nn_vs_svm_regularized.png",
             titles=("SVM (regularised bias)", "NN (last layer)", "Overlay"), **common)
-    return {k: str(v) for k, v in files.items()}
+    return {k: str(Path(v).relative_to(fig_dir.parent)) for k, v in files.items()}  # relative to the run dir
 
 
 def dead_units_note(dead: np.ndarray) -> str:
@@ -775,7 +784,7 @@ def image_report(summary: dict[str, Any]) -> str:
                ("SV overlap (Jaccard, smallest NN margins)", "sv_overlap_jaccard"), ("separable", "separable")]
     rows += [(label, _fmt(a.get(key)), "") for label, key in metrics]
     table = "\n".join(f"| {r[0]} | {r[1]} | {r[2]} |" for r in rows)
-    figs = "\n".join(f"![{k}]({Path(v).relative_to(Path(v).parent.parent)})" for k, v in s["figures"].items())
+    figs = "\n".join(f"![{k}]({v})" for k, v in s["figures"].items())
     return (f"# {s['title']}\n\n"
             f"Profile **{s['profile']}**: {s['label']}. Seed {s['seed']}, device {s['device']}, "
             f"{s['n_train']} training / {s['n_test']} test images, classes {s['classes']}, "
@@ -787,3 +796,17 @@ def image_report(summary: dict[str, Any]) -> str:
             + ("" if s["analysis"] else " With every unit dead there is nothing to compare: the SVM analysis "
                "and the figures were skipped.")
             + f"\n\n{figs}\n")
+
+
+# ------------------------------------------------------------------------------------------------
+# Registration: the image kind and its experiments
+# ------------------------------------------------------------------------------------------------
+register_kind(Kind(
+    "image", run, validate_image_config, merge=merge_image_settings,
+    flags={"seed": "seed of subsampling, initialisation and batches", "force": "replace an earlier run directory",
+           "device": "where to train", "data_dir": "folder with the real data files",
+           "steps": "training updates (replaces the profile's epochs)", "n_samples": "training images (data.subsample)",
+           "resume": "continue an interrupted run from its last checkpoint"},
+    settings_for={"steps": lambda v: {"train": {"steps": v}}, "n_samples": lambda v: {"data": {"subsample": v}}}))
+
+register_table("image", IMAGE_EXPERIMENTS, image_config)

@@ -22,9 +22,11 @@ Nothing here trains anything; :func:`nnboundary.experiments.run_experiment` does
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import fnmatch
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +34,24 @@ from typing import Any
 from nnboundary._jsonio import to_jsonable
 
 __all__ = [
+    "FLAGS",
     "PLOTS",
     "PROFILES",
     "ExperimentConfig",
+    "FlagNotSupportedError",
+    "Kind",
+    "KindConfig",
     "Profile",
     "Variant",
+    "deep_merge",
     "describe_experiment",
+    "experiment_kind",
     "get_experiment",
+    "get_kind",
     "list_experiments",
     "register_experiment",
+    "register_kind",
+    "register_table",
 ]
 
 #: Profile names, cheapest first.
@@ -334,15 +345,20 @@ class Profile:
 class _Entry:
     name: str
     summary: str
-    fn: Callable[[Profile], ExperimentConfig]
+    fn: Callable[[Profile], Any]
+    kind: str = "simulated"
 
 
 _EXPERIMENTS: dict[str, _Entry] = {}
 
 
-def register_experiment(name: str, summary: str) -> Callable[[Callable[[Profile], ExperimentConfig]],
-                                                            Callable[[Profile], ExperimentConfig]]:
-    """Decorator: register ``fn(profile) -> ExperimentConfig`` under ``name`` with a one-line summary.
+def register_experiment(name: str, summary: str, *, kind: str = "simulated") -> Callable[[Callable[[Profile], Any]],
+                                                                                        Callable[[Profile], Any]]:
+    """Decorator: register ``fn(profile) -> config`` under ``name`` with a one-line summary.
+
+    ``kind`` names the runner: ``"simulated"`` (an :class:`ExperimentConfig`, run by
+    :func:`~nnboundary.experiments.run_experiment`) or a kind registered with :func:`register_kind`
+    (``"image"``, ``"bias"``, ``"forgetting"``, ``"adversarial"``; ``fn`` returns a :class:`KindConfig`).
 
     Raises
     ------
@@ -350,18 +366,29 @@ def register_experiment(name: str, summary: str) -> Callable[[Callable[[Profile]
         ``name`` is already registered.
     """
 
-    def deco(fn: Callable[[Profile], ExperimentConfig]) -> Callable[[Profile], ExperimentConfig]:
+    def deco(fn: Callable[[Profile], Any]) -> Callable[[Profile], Any]:
         if name in _EXPERIMENTS:
             raise ValueError(f"Experiment {name!r} is registered twice (second in {fn.__module__}).")
-        _EXPERIMENTS[name] = _Entry(name, summary, fn)
+        _EXPERIMENTS[name] = _Entry(name, summary, fn, kind)
         return fn
 
     return deco
 
 
-def list_experiments(pattern: str = "*") -> list[str]:
-    """Registered names matching the shell-style ``pattern``, in registration order."""
-    return [n for n in _EXPERIMENTS if fnmatch.fnmatch(n, pattern)]
+def list_experiments(pattern: str = "*", *, kind: str | None = "simulated") -> list[str]:
+    """Registered names matching the shell-style ``pattern``, in registration order.
+
+    ``kind="simulated"`` (the default: the paper's simulated-data set that ``reproduce --all`` runs), another
+    kind's name, or None for every kind.
+    """
+    if kind != "simulated":
+        _load_kinds()
+    return [n for n, e in _EXPERIMENTS.items() if fnmatch.fnmatch(n, pattern) and (kind is None or e.kind == kind)]
+
+
+def experiment_kind(name: str) -> str:
+    """The kind of experiment ``name`` (``"simulated"``, ``"image"``, ...)."""
+    return _entry(name).kind
 
 
 def describe_experiment(name: str) -> str:
@@ -371,6 +398,8 @@ def describe_experiment(name: str) -> str:
 
 def _entry(name: str) -> _Entry:
     if name not in _EXPERIMENTS:
+        _load_kinds()
+    if name not in _EXPERIMENTS:
         close = difflib.get_close_matches(str(name), list(_EXPERIMENTS), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown experiment {name!r}.{hint} Run `nnboundary list` to see all.")
@@ -379,6 +408,8 @@ def _entry(name: str) -> _Entry:
 
 def get_experiment(name: str, profile: str = "quick", **overrides: Any) -> ExperimentConfig:
     """The resolved config of experiment ``name`` for ``profile``, with ``overrides`` applied.
+
+    A simulated experiment gives an :class:`ExperimentConfig`; the other kinds a :class:`KindConfig`.
 
     Parameters
     ----------
@@ -395,16 +426,174 @@ def get_experiment(name: str, profile: str = "quick", **overrides: Any) -> Exper
         Unknown name (close names are suggested) or profile.
     TypeError
         An unknown field in ``overrides``.
+    FlagNotSupportedError
+        An override the experiment's kind cannot honour (named).
     """
     entry = _entry(name)
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
     cfg = entry.fn(Profile(profile))
     cfg = dataclasses.replace(cfg, name=name, profile=profile, title=cfg.title or entry.summary)
+    if entry.kind != "simulated":
+        return cfg.with_overrides(**overrides)
     if profile == "smoke":  # seconds, not minutes: coarse figures, tracking at step 0 and the last step only
         cfg = dataclasses.replace(cfg, grid_resolution=min(cfg.grid_resolution, 40), track=())
     return cfg.with_overrides(**overrides)
 
 
-# Importing the definitions registers them (kept in their own module: one idea per module).
-from nnboundary.experiments import _catalog  # noqa: E402,F401
+# ---------------------------------------------------------------------------------------------- other kinds
+#: The flags of ``nnboundary reproduce`` that carry a value into a run (besides --profile and --out).
+FLAGS: tuple[str, ...] = ("steps", "seed", "n_samples", "resume", "force", "device", "data_dir")
+
+
+class FlagNotSupportedError(ValueError):
+    """A flag (override) was given to an experiment kind that cannot honour it."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An experiment kind with a runner of its own.
+
+    Attributes
+    ----------
+    name : str
+        ``"image"``, ``"bias"``, ``"forgetting"``, ``"adversarial"``.
+    run : callable
+        ``run(cfg, run_dir, *, device, data_dir, progress, force, resume) -> KindResult``.
+    validate : callable
+        ``validate(settings)`` raises ``ValueError`` on a bad resolved settings dict.
+    flags : dict
+        The :data:`FLAGS` the kind honours -> what each does for it.
+    settings_for : dict
+        ``steps`` / ``n_samples`` -> ``f(value) -> settings override`` (the one place a flag meets a kind's
+        settings).
+    merge : callable, default=deep_merge
+        ``merge(settings, override) -> settings``; a kind with a rule of its own (the image kind: ``steps``
+        and ``epochs`` replace each other) wraps :func:`deep_merge`.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    validate: Callable[[dict[str, Any]], None]
+    flags: Mapping[str, str]
+    settings_for: Mapping[str, Callable[[Any], dict[str, Any]]] = field(default_factory=dict)
+    merge: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
+
+    def check_flags(self, experiment: str, given: Mapping[str, Any]) -> None:
+        """Raise :class:`FlagNotSupportedError` naming every given flag this kind does not take."""
+        bad = sorted(k for k, v in given.items() if k not in self.flags and v not in (None, False))
+        if bad:
+            names = ", ".join("--" + b.replace("_", "-") for b in bad)
+            takes = ", ".join("--" + f.replace("_", "-") for f in sorted(self.flags))
+            raise FlagNotSupportedError(f"{experiment} ({self.name} experiment) does not take {names}. "
+                                        f"It takes {takes}.")
+
+
+_KINDS: dict[str, Kind] = {}
+_KIND_MODULES = ("nnboundary.experiments.images", "nnboundary.experiments.bias", "nnboundary.applications")
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Register an experiment kind (its module then registers its experiments with ``kind=kind.name``)."""
+    if kind.name in _KINDS or kind.name == "simulated":
+        raise ValueError(f"Experiment kind {kind.name!r} is registered twice.")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def register_table(kind: str, table: Mapping[str, Mapping[str, Any]],
+                   resolve: Callable[[str, str], dict[str, Any]]) -> None:
+    """Register every entry of a kind's table (``{name: {"title": ..., ...}}``) with :func:`register_experiment`;
+    ``resolve(name, profile)`` gives the resolved settings dict of one profile."""
+    for name, entry in table.items():
+        register_experiment(name, entry["title"], kind=kind)(
+            functools.partial(_table_config, kind, entry["title"], resolve, name))
+
+
+def _table_config(kind: str, title: str, resolve: Callable[[str, str], dict[str, Any]], name: str,
+                  p: Profile) -> KindConfig:
+    return KindConfig(kind, resolve(name, p.name), title=title)
+
+
+def get_kind(name: str) -> Kind:
+    _load_kinds()
+    return _KINDS[name]
+
+
+def _load_kinds() -> None:
+    """Import the modules that register the other kinds (lazily: they import this module)."""
+    import importlib
+
+    for module in _KIND_MODULES:
+        importlib.import_module(module)
+
+
+@dataclass(frozen=True)
+class KindConfig:
+    """The frozen config of an experiment of another kind: its resolved settings dict plus the run's seed.
+
+    Attributes
+    ----------
+    name, profile, title, kind : str
+    settings : dict
+        The kind's resolved settings (data, model, train, ...); read it, do not change it: use
+        :meth:`with_overrides`.
+    seed : int or None
+        None keeps the kind's own default (its profile's seed list, or 0).
+    """
+
+    kind: str
+    settings: dict[str, Any]
+    name: str = ""
+    profile: str = "quick"
+    title: str = ""
+    seed: int | None = None
+
+    def with_overrides(self, **overrides: Any) -> KindConfig:
+        """A copy with ``seed``, ``steps``, ``n_samples`` or ``settings`` (a dict, deep-merged) replaced.
+
+        Raises
+        ------
+        FlagNotSupportedError
+            ``steps`` / ``n_samples`` for a kind that has no such setting.
+        TypeError
+            Any other key.
+        """
+        if not overrides:
+            return self
+        kind = get_kind(self.kind)
+        unknown = sorted(set(overrides) - {"seed", "steps", "n_samples", "settings"})
+        if unknown:
+            raise TypeError(f"Unknown setting(s) {unknown} for {self.name} ({self.kind}); pass seed=, steps=, "
+                            "n_samples= or settings={...}.")
+        kind.check_flags(self.name, {k: v for k, v in overrides.items() if k != "settings"})
+        merge = kind.merge or deep_merge
+        settings = merge(self.settings, overrides.get("settings") or {})
+        for flag in ("steps", "n_samples"):
+            if overrides.get(flag) is not None:
+                settings = merge(settings, kind.settings_for[flag](overrides[flag]))
+        kind.validate(settings)
+        seed = self.seed if overrides.get("seed") is None else int(overrides["seed"])
+        return dataclasses.replace(self, settings=settings, seed=seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(dataclasses.asdict(self))
+
+
+# ---------------------------------------------------------------------------------------------- merging
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """The one override rule for dict-shaped configs (image, bias, forgetting, adversarial kinds).
+
+    ``base`` updated by ``override``: nested dicts are merged key by key, everything else replaced. A nested
+    dict whose ``"name"`` differs from the base's (another model, another data set) replaces the base dict
+    whole, so that a ResNet's ``kwargs`` never leak into a DenseNet's.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        renamed = (isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and "name" in value
+                   and value["name"] != out[key].get("name"))
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) and not renamed:
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out

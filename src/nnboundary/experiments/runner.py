@@ -34,7 +34,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,13 +43,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnboundary._jsonio import to_jsonable as _jsonable  # noqa: F401
+from nnboundary.device import resolve_device
+from nnboundary._jsonio import to_jsonable
 from nnboundary._jsonio import write_json as _write_json
 from nnboundary.experiments import _figures as F
 from nnboundary.experiments._data import RunData, load_run_data
-from nnboundary.experiments._hooks import SnapshotHook, TrackerHook, analysis_view
-from nnboundary.experiments.registry import ExperimentConfig, get_experiment, list_experiments
+from nnboundary.experiments._hooks import SnapshotHook, analysis_view
+from nnboundary.experiments.registry import (ExperimentConfig, KindConfig, experiment_kind, get_experiment, get_kind,
+                                             list_experiments)
+from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.report import profile_differences, summary_rows, write_report
+from nnboundary.experiments.rundir import RunDir, RunExistsError, default_run_dir
 
 __all__ = ["RunExistsError", "RunResult", "default_run_dir", "load_run", "run_all", "run_experiment"]
 
@@ -58,10 +62,6 @@ logger = logging.getLogger(__name__)
 _SVM_KEYS = ("cosine", "angle_deg", "margin_ratio", "bias_offset", "agreement_train", "agreement_test",
              "agreement_grid", "n_support", "separable", "svm_multiclass", "svm_C", "sv_overlap_jaccard",
              "sv_overlap_jaccard_loss")
-
-
-class RunExistsError(FileExistsError):
-    """The run directory (or an interrupted ``.partial`` one) already exists; the message says what to pass."""
 
 
 @dataclass
@@ -99,22 +99,38 @@ class RunResult:
 
         return summary_rows(self.summaries, COMPACT_COLUMNS if compact else TABLE_COLUMNS)
 
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The headline numbers: the summary of the single run, or ``{"<variant>/<key>": value}`` of a study."""
+        if len(self.summaries) == 1:
+            return dict(next(iter(self.summaries.values())))
+        return {f"{label}/{k}": v for label, s in self.summaries.items() for k, v in s.items()}
 
-def default_run_dir(name: str, profile: str, root: str | os.PathLike[str] = "runs") -> Path:
-    """``<root>/<name>-<profile>``, e.g. ``runs/blobs-quick``."""
-    return Path(root) / f"{name}-{profile}"
+    @property
+    def seeds(self) -> list[int]:
+        return [int(self.run_info.get("seed", self.config.get("seed", 0)))]
+
+    def report_md(self) -> str:
+        """The text of the run's ``report.md``."""
+        return self.report.read_text(encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------------------------ public
-def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
+def run_experiment(experiment: str | ExperimentConfig | KindConfig, profile: str = "quick",
                    out_dir: str | os.PathLike[str] | None = None, *, seed: int | None = None, device: str = "cpu",
                    force: bool = False, resume: bool = False, data_dir: str | os.PathLike[str] | None = None,
-                   progress: bool = True, overrides: dict[str, Any] | None = None) -> RunResult:
-    """Train, track, analyse and draw one experiment (every variant of a study) into a run directory.
+                   progress: bool = True, overrides: dict[str, Any] | None = None) -> RunResult | KindResult:
+    """Run one registered experiment of any kind into a run directory.
+
+    A simulated experiment is trained, tracked, analysed and drawn here (every variant of a study) and gives a
+    :class:`RunResult`; an experiment of another kind (image, bias, forgetting, adversarial) goes to its kind's
+    runner and gives a :class:`~nnboundary.experiments.result.KindResult`. Both have ``.summary``,
+    ``.table()`` and ``.report_md()``. A flag a kind cannot honour raises
+    :class:`~nnboundary.experiments.registry.FlagNotSupportedError` before anything runs.
 
     Parameters
     ----------
-    experiment : str or ExperimentConfig
+    experiment : str, ExperimentConfig or KindConfig
         A registered name (see :func:`~nnboundary.experiments.list_experiments`) or a config.
     profile : {"smoke", "quick", "paper"}, default="quick"
         Ignored when a config is passed (it carries its own).
@@ -133,11 +149,12 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
     progress : bool, default=True
         Show the training progress bar.
     overrides : dict or None, default=None
-        Config fields to replace, e.g. ``{"steps": 50, "n_samples": 40}``.
+        Config fields to replace, e.g. ``{"steps": 50, "n_samples": 40}`` (other kinds: ``steps``,
+        ``n_samples``, ``settings``, where the kind has them).
 
     Returns
     -------
-    RunResult
+    RunResult or KindResult
 
     Raises
     ------
@@ -147,63 +164,87 @@ def run_experiment(experiment: str | ExperimentConfig, profile: str = "quick",
     ValueError
         Unknown experiment or profile, an invalid config, or a resume whose config differs.
     """
+    if isinstance(experiment, KindConfig) or (isinstance(experiment, str) and experiment_kind(experiment) != "simulated"):
+        return _run_kind(experiment, profile, out_dir, seed=seed, device=device, force=force, resume=resume,
+                         data_dir=data_dir, progress=progress, overrides=overrides)
     t0 = time.perf_counter()
     cfg = _resolve(experiment, profile, seed, overrides)
-    out = Path(out_dir) if out_dir is not None else default_run_dir(cfg.name or "experiment", cfg.profile)
-    partial = out.with_name(out.name + ".partial")
-    if resume and _is_complete(out) and not partial.exists():
+    rd = RunDir(out_dir if out_dir is not None else default_run_dir(cfg.name or "experiment", cfg.profile),
+                experiment=cfg.name, profile=cfg.profile)
+    out = rd.path
+    if resume and rd.is_complete() and not rd.has_partial():
         saved = load_run(out)
         _check_same_config(saved.config, cfg.to_dict(), out / "config.json")
         logger.info("%s is already complete; nothing to resume.", out)
         return saved
-    _check_device(device)
+    resolve_device(device)
     data = load_run_data(cfg, data_dir)  # before any directory is made: a missing data set leaves nothing behind
-    _prepare(out, partial, force=force, resume=resume)
-    run_info = _run_info(cfg, device, data_dir)
-    _write_config(partial, cfg, run_info, resume=resume)
-    data.save(partial / "data.npz")
-    summaries: dict[str, dict[str, Any]] = {}
-    figures: dict[str, list[F.FigureInfo]] = {}
-    tracking_errors: dict[str, list[dict[str, Any]]] = {}
-    for i, (label, vcfg) in enumerate(cfg.expand()):
-        vdir = partial / "variants" / label if cfg.is_study else partial
-        prefix = f"{label}-" if cfg.is_study else ""
-        logger.info("Running %s / %s (%s profile).", cfg.name, label, cfg.profile)
-        done = _run_variant(label, vcfg, data, vdir, partial, prefix, device=device, resume=resume, progress=progress,
-                            draw_data=i == 0)
-        for row_label, summary in done["rows"].items():
-            summaries[row_label if cfg.is_study or len(done["rows"]) > 1 else label] = summary
-        figures[label] = [F.FigureInfo(**f) for f in done["figures"]]
-        tracking_errors[label] = done["tracking_errors"]
-    if cfg.is_study:
-        _concat_metrics(partial, [label for label, _ in cfg.expand()])
+    with rd.open(force=force, resume=resume) as partial:
+        run_info = _run_info(cfg, device, data_dir)
+        _write_config(partial, cfg, run_info, resume=resume)
+        data.save(partial / "data.npz")
+        summaries: dict[str, dict[str, Any]] = {}
+        figures: dict[str, list[F.FigureInfo]] = {}
+        tracking_errors: dict[str, list[dict[str, Any]]] = {}
+        for i, (label, vcfg) in enumerate(cfg.expand()):
+            vdir = partial / "variants" / label if cfg.is_study else partial
+            prefix = f"{label}-" if cfg.is_study else ""
+            logger.info("Running %s / %s (%s profile).", cfg.name, label, cfg.profile)
+            done = _run_variant(label, vcfg, data, vdir, partial, prefix, device=device, resume=resume,
+                                progress=progress, draw_data=i == 0)
+            for row_label, summary in done["rows"].items():
+                summaries[row_label if cfg.is_study or len(done["rows"]) > 1 else label] = summary
+            figures[label] = [F.FigureInfo(**f) for f in done["figures"]]
+            tracking_errors[label] = done["tracking_errors"]
+        if cfg.is_study:
+            _concat_metrics(partial, [label for label, _ in cfg.expand()])
 
-    run_info["wall_time_s"] = round(time.perf_counter() - t0, 2)
-    reference = _paper_reference(cfg)
-    _write_json(partial / "summary.json", {
-        "experiment": cfg.name, "title": cfg.title, "profile": cfg.profile, "seed": cfg.seed, "device": device,
-        "wall_time_s": run_info["wall_time_s"], "variants": summaries,
-        "table": dict(zip(("headers", "rows"), summary_rows(summaries))), "config_file": "config.json",
-    })
-    write_report(partial, config=cfg.to_dict(), summaries=summaries, figures=figures, run_info=run_info,
-                 paper_differences=profile_differences(cfg.to_dict(), reference),
-                 tracking_errors=tracking_errors)
-    _write_config(partial, cfg, run_info, resume=True)  # now with the wall time
-    _finalize(partial, out, force=force)
+        run_info["wall_time_s"] = round(time.perf_counter() - t0, 2)
+        reference = _paper_reference(cfg)
+        _write_json(partial / "summary.json", {
+            "experiment": cfg.name, "title": cfg.title, "profile": cfg.profile, "seed": cfg.seed, "device": device,
+            "wall_time_s": run_info["wall_time_s"], "variants": summaries,
+            "table": dict(zip(("headers", "rows"), summary_rows(summaries))), "config_file": "config.json",
+        })
+        write_report(partial, config=cfg.to_dict(), summaries=summaries, figures=figures, run_info=run_info,
+                     paper_differences=profile_differences(cfg.to_dict(), reference),
+                     tracking_errors=tracking_errors)
+        _write_config(partial, cfg, run_info, resume=True)  # now with the wall time
     return RunResult(name=cfg.name, profile=cfg.profile, run_dir=out, report=out / "report.md", summaries=summaries,
                      config=cfg.to_dict(), run_info=run_info, wall_time_s=run_info["wall_time_s"])
 
 
+def _run_kind(experiment: str | KindConfig, profile: str, out_dir: Any, *, seed: int | None, device: str,
+              force: bool, resume: bool, data_dir: Any, progress: bool, overrides: dict[str, Any] | None) -> KindResult:
+    """Run an experiment of another kind through its kind's runner (flags it cannot honour are refused by name)."""
+    extra = {**(overrides or {}), **({} if seed is None else {"seed": seed})}
+    cfg = experiment.with_overrides(**extra) if isinstance(experiment, KindConfig) else \
+        get_experiment(experiment, profile, **extra)
+    kind = get_kind(cfg.kind)
+    kind.check_flags(cfg.name, {"resume": resume, "force": force, "data_dir": data_dir})
+    resolve_device(device)
+    options: dict[str, Any] = {"device": device, "data_dir": data_dir, "progress": progress, "force": force}
+    if "resume" in kind.flags:
+        options["resume"] = resume
+    return kind.run(cfg, Path(out_dir) if out_dir is not None else default_run_dir(cfg.name, cfg.profile), **options)
+
+
 def run_all(profile: str = "quick", out_root: str | os.PathLike[str] = "runs", *, names: Sequence[str] | None = None,
+            seed: int | None = None, overrides: dict[str, Any] | None = None,
+            on_start: Callable[[str, ExperimentConfig, Path], None] | None = None,
             **kwargs: Any) -> list[tuple[str, RunResult | BaseException]]:
     """Run every registered experiment (or ``names``) into ``<out_root>/<name>``; failures do not stop the rest.
 
-    Returns ``[(name, RunResult or the exception)]`` in order. ``kwargs`` go to :func:`run_experiment`.
+    Returns ``[(name, RunResult or the exception)]`` in order. ``on_start(name, config, run_dir)`` is called
+    before each run; ``kwargs`` go to :func:`run_experiment`.
     """
     results: list[tuple[str, RunResult | BaseException]] = []
     for name in names if names is not None else list_experiments():
         try:
-            results.append((name, run_experiment(name, profile, Path(out_root) / name, **kwargs)))
+            cfg = _resolve(name, profile, seed, overrides)
+            if on_start is not None:
+                on_start(name, cfg, Path(out_root) / name)
+            results.append((name, run_experiment(cfg, out_dir=Path(out_root) / name, **kwargs)))
         except KeyboardInterrupt:
             raise
         except Exception as err:  # noqa: BLE001 - reported by the caller, the other experiments still run
@@ -239,15 +280,6 @@ def _resolve(experiment: str | ExperimentConfig, profile: str, seed: int | None,
     return cfg.validate()
 
 
-def _check_device(device: str) -> None:
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"Unknown device {device!r} ({err}); use 'cpu' or 'cuda'.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for, but torch sees no CUDA device. Use --device cpu.")
-
-
 def _paper_reference(cfg: ExperimentConfig) -> dict[str, Any] | None:
     if cfg.profile == "paper" or cfg.name not in list_experiments():
         return None
@@ -280,41 +312,8 @@ def _check_same_config(saved: dict[str, Any], current: dict[str, Any], path: Pat
                              f"{current.get(key)!r}. Use the same settings, or --force to start over.")
 
 
-# ------------------------------------------------------------------------------------------------ dirs
 def _is_complete(d: Path) -> bool:
-    return (d / "summary.json").is_file() and (d / "config.json").is_file()
-
-
-def _prepare(out: Path, partial: Path, *, force: bool, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise RunExistsError(f"{out} exists and is not a directory. Choose another --out.")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise RunExistsError(f"{out} already holds a run ({'complete' if _is_complete(out) else 'unknown content'}). "
-                             "Pass --force (force=True) to overwrite it, or choose another --out.")
-    if partial.exists():
-        if force and not resume:
-            shutil.rmtree(partial)
-        elif not resume:
-            raise RunExistsError(f"{partial} holds an interrupted run. Pass --resume (resume=True) to continue it, "
-                                 "or --force to discard it and start over.")
-    elif resume:
-        logger.warning("resume=True but %s does not exist: starting from scratch.", partial)
-    partial.mkdir(parents=True, exist_ok=True)
-
-
-def _finalize(partial: Path, out: Path, *, force: bool) -> None:
-    """Move the finished ``partial`` to ``out``; an old ``out`` is replaced only with ``force``."""
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
-    if out.exists():
-        if not force:
-            raise RunExistsError(f"{out} appeared while the run was going; the finished run is in {partial}.")
-        trash = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, trash)
-        os.replace(partial, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(partial, out)
+    return RunDir.is_run_dir(d) and (d / "summary.json").is_file() and (d / "config.json").is_file()
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -341,6 +340,11 @@ def _svm_template(multiclass: str, n_classes: int) -> Any:
     return MaxMarginClassifier(C=None, bias="free", multiclass=multiclass)
 
 
+def _view(model: torch.nn.Module) -> torch.nn.Module:
+    """What the tracker analyses: the model, or the joint linear view of an asymmetric net."""
+    return analysis_view(model)[0]
+
+
 def _track_schedule(track: Any) -> Any:
     return tuple(track) if isinstance(track, list) else track
 
@@ -362,9 +366,9 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
     main_mc = cfg.svm_multiclass[0]
     tracker = AlignmentTracker(data.X_train, data.y_train, vdir, schedule=_track_schedule(cfg.track), head=view_head,
                                svm=_svm_template(main_mc, data.n_classes), X_test=data.X_test, y_test=data.y_test,
-                               soft_C=cfg.soft_C, grid_resolution=cfg.grid_resolution, resume=resume, overwrite=True)
-    hook = TrackerHook(tracker)
-    callbacks: list[Any] = [hook]
+                               soft_C=cfg.soft_C, grid_resolution=cfg.grid_resolution, resume=resume, overwrite=True,
+                               view=_view, on_error="record")
+    callbacks: list[Any] = [tracker]
     if "snapshots" in cfg.plots:
         callbacks.append(SnapshotHook(vdir / "snapshots", cfg.snapshots))
     train = fit(model, data.X_train, data.y_train, loss=cfg.loss, loss_kwargs=cfg.loss_kwargs or None,
@@ -372,7 +376,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
                 batch_size=cfg.batch_size, seed=cfg.seed, device=device, dtype=cfg.dtype, callbacks=callbacks,
                 checkpoint_dir=vdir / "ckpt", checkpoint_schedule=max(1, cfg.steps // 10), keep_checkpoints=1,
                 resume=resume, progress=progress, on_nonfinite="warn")
-    records = _rewrite_metrics(vdir / "metrics.jsonl", tracker.records, hook.errors)
+    records = _rewrite_metrics(vdir / "metrics.jsonl", tracker.records, tracker.errors)
 
     base = {"variant": label, "steps": train.steps, "train_objective": cfg.loss, "train_loss": train.final_loss,
             "train_accuracy": train.final_accuracy, "steps_per_second": train.steps_per_second,
@@ -404,7 +408,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         row["wall_time_s"] = round(time.perf_counter() - t0, 2)
         if errors and "error" not in row:
             row["warnings"] = "; ".join(errors)
-    done = {"rows": rows, "figures": [dataclasses.asdict(f) for f in figures], "tracking_errors": hook.errors}
+    done = {"rows": rows, "figures": [dataclasses.asdict(f) for f in figures], "tracking_errors": tracker.errors}
     _write_json(done_path, done)
     shutil.rmtree(vdir / "ckpt", ignore_errors=True)
     return json.loads(done_path.read_text())
@@ -434,14 +438,12 @@ def _model_facts(model: torch.nn.Module, data: RunData) -> dict[str, Any]:
 
 
 def _input_svm(data: RunData, multiclass: str, soft_C: float) -> F.InputSVM | None:
-    from nnboundary.svm import MaxMarginClassifier, NotSeparableError
+    from nnboundary.experiments.svmfit import fit_hard_then_soft
 
     X, y = data.X_train, data.y_train
     mc = multiclass if data.n_classes > 2 else "crammer_singer"
     try:
-        clf, hard = MaxMarginClassifier(C=None, multiclass=mc).fit(X, y), True
-    except NotSeparableError:
-        clf, hard = MaxMarginClassifier(C=soft_C, multiclass=mc).fit(X, y), False
+        clf, hard = fit_hard_then_soft(X, y, soft_C=soft_C, multiclass=mc)
     except Exception as err:  # noqa: BLE001 - an input-space SVM is context, not the result
         logger.warning("Input-space SVM failed: %s", err)
         return None
@@ -517,7 +519,7 @@ def _rewrite_metrics(path: Path, records: list[dict[str, Any]], errors: Sequence
     by_step.update({int(r["step"]): r for r in records})
     rows = [by_step[s] for s in sorted(by_step)]
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(_jsonable(r), allow_nan=False) + "\n" for r in rows), encoding="utf-8")
+    tmp.write_text("".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in rows), encoding="utf-8")
     os.replace(tmp, path)
     return rows
 

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from torch import nn
 
 from nnboundary.models._init import INIT_SCHEMES
+from nnboundary.models._init import tf_truncated_normal_, torch_default_
 from nnboundary.models.densenet import DenseNet
 from nnboundary.models.diagnostics import dead_units
 from nnboundary.models.mlp import (
@@ -58,6 +59,8 @@ __all__ = [
     "make_activation",
     "model_parameters",
     "register_model",
+    "tf_truncated_normal_",
+    "torch_default_",
 ]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {

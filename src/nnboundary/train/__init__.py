@@ -10,24 +10,24 @@
   error.
 * :func:`make_optimizer` - sgd, momentum (heavy ball 0.9), nesterov, adam, rmsprop; no weight decay.
 * :class:`Trainer` / :func:`fit` - full batch, seeded minibatches or a DataLoader; log-spaced atomic
-  checkpoints and bit-exact resume; head-only training with an optional head re-initialisation; callbacks
-  (:class:`TrainCallback`, or any object with ``.step(step, model, **extra)``).
+  checkpoints (tensors + JSON, no pickle) and bit-exact resume; head-only training with an optional head
+  re-initialisation; settings in one frozen :class:`TrainConfig`; callbacks subclass :class:`TrainCallback`.
 
 This package imports nothing from the modules to its right (models, features, tracking, ...).
 """
 
-from .checkpoint import (CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
+from .checkpoint import (CheckpointError, CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
                          load_checkpoint, load_weights, save_checkpoint)
-from .loop import StepCallback, TrainCallback, Trainer, TrainResult, as_callback, evaluate, find_head, fit
+from .loop import TrainCallback, TrainConfig, Trainer, TrainResult, evaluate, find_head, fit
 from .losses import (ClassificationLoss, MulticlassHinge, StableCrossEntropy, available_losses, make_loss,
                      stable_cross_entropy)
 from .optim import available_optimizers, make_optimizer
 from .schedule import log_schedule, resolve_schedule
 
 __all__ = [
-    "fit", "Trainer", "TrainResult", "TrainCallback", "StepCallback", "as_callback", "evaluate", "find_head",
+    "fit", "Trainer", "TrainConfig", "TrainResult", "TrainCallback", "evaluate", "find_head",
     "make_loss", "available_losses", "stable_cross_entropy", "ClassificationLoss", "StableCrossEntropy",
     "MulticlassHinge", "make_optimizer", "available_optimizers", "log_schedule", "resolve_schedule",
-    "CheckpointExistsError", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_checkpoint",
+    "CheckpointError", "CheckpointExistsError", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_checkpoint",
     "load_checkpoint", "load_weights",
 ]

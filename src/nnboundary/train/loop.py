@@ -30,7 +30,6 @@ uninterrupted run. Resuming restores the global torch RNG state saved in the che
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import time
@@ -38,7 +37,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, Union, runtime_checkable
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -47,15 +46,15 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data import default_collate
 
 from nnboundary._jsonio import to_jsonable
+from nnboundary.device import resolve_device
 
 from .checkpoint import (CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
-                         load_checkpoint, save_checkpoint, CHECKPOINT_FORMAT)
+                         load_checkpoint, require_keys, save_checkpoint, CHECKPOINT_FORMAT)
 from .losses import make_loss
 from .optim import make_optimizer
 from .schedule import ScheduleSpec, resolve_schedule
 
-__all__ = ["Trainer", "fit", "TrainResult", "TrainCallback", "StepCallback", "as_callback", "find_head",
-           "evaluate"]
+__all__ = ["Trainer", "TrainConfig", "fit", "TrainResult", "TrainCallback", "find_head", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,131 +68,80 @@ _RESUME_KEYS = ("loss", "loss_kwargs", "optimizer", "optimizer_kwargs", "lr", "b
 # ----------------------------------------------------------------------------------------------------
 # Callbacks
 # ----------------------------------------------------------------------------------------------------
-@runtime_checkable
-class TrainCallback(Protocol):
-    """What the loop calls. Every method is optional; implement the ones you need.
+class TrainCallback:
+    """The one callback contract of the training loop, like Lightning's ``Callback``: a base class whose hooks
+    do nothing. Subclass it and override the hooks you need.
 
     ``on_start(step, model, *, total_steps)``
         Once before the first update (``step`` = 0, or the resumed step).
+    ``wants(step) -> bool``
+        Asked after update ``step``, before :meth:`on_step`; default True. Override it so that a callback
+        that looks at a few steps costs nothing on the others (the loop reads the batch loss, a device sync,
+        only when some callback wants the step). A callback that does not override :meth:`on_step` is
+        never asked.
     ``on_step(step, model, *, loss, accuracy)``
-        After update ``step``; ``loss``/``accuracy`` (floats) are those of that step's batch before the
-        update. Called on every step unless the callback has ``wants(step) -> bool``, which is asked first
-        (so a callback that looks at a few steps costs nothing on the others).
+        After update ``step``; ``loss``/``accuracy`` (floats) are those of that step's batch before the update.
     ``on_end(step, model, *, result)``
         Once after the last update, with the :class:`TrainResult`.
     ``state_dict()`` / ``load_state_dict(state)``
-        Saved in every checkpoint and restored on resume (key: ``state_key`` if set, else the class name
-        and position).
-
-    ``on_start`` and ``on_end`` receive only the arguments their signature names, so
-    ``def on_end(self, step, model)`` works too.
+        Saved in every checkpoint (plain data and arrays: no pickle) under :attr:`state_key`, restored on
+        resume; matched by ``state_key``, else by position and class.
     """
-
-    def on_step(self, step: int, model: nn.Module, **extra: float) -> None: ...
-
-
-class StepCallback:
-    """Adapt an object with ``.step(step, model, **extra)`` (e.g. ``AlignmentTracker``) to the protocol.
-
-    Parameters
-    ----------
-    target : object
-        Has ``step(step, model, **extra)``; optional ``wants(step)`` or ``is_scheduled(step)``,
-        ``eval_steps`` (a container of steps), ``on_end``/``finish``, ``state_key``,
-        ``state_dict``/``load_state_dict`` are used when present.
-    schedule : "log", int, iterable of int or None, default=None
-        Steps on which to call ``target.step``; ``None`` lets ``target.wants``/``target.is_scheduled``/
-        ``target.eval_steps`` decide, or calls it on every step when it has none of them.
-    prefix : str, default="train_"
-        Prefix for the keyword names passed to ``target.step``: ``train_loss=..., train_accuracy=...``
-        (the batch values of the step, before the update).
-    """
-
-    def __init__(self, target: Any, *, schedule: ScheduleSpec = None, prefix: str = "train_") -> None:
-        if not callable(getattr(target, "step", None)):
-            raise TypeError(f"{type(target).__name__} has no step(step, model, **extra) method.")
-        self.target = target
-        self.schedule = schedule
-        self._steps: frozenset[int] | None = None
-        self.prefix = prefix
 
     @property
-    def state_key(self) -> str | None:
-        """The target's ``state_key`` (read when the checkpoint is written), if it has one."""
-        return getattr(self.target, "state_key", None)
+    def state_key(self) -> str:
+        """Key of this callback's state in a checkpoint (default: the class name)."""
+        return type(self).__qualname__
 
-    def on_start(self, step: int, model: nn.Module, *, total_steps: int | None = None) -> None:
-        if self.schedule is not None and total_steps is not None:
-            self._steps = resolve_schedule(self.schedule, total_steps)
+    def on_start(self, step: int, model: nn.Module, *, total_steps: int) -> None:
+        """Called once before the first update."""
 
     def wants(self, step: int) -> bool:
-        if self._steps is not None:
-            return step in self._steps
-        for name in ("wants", "is_scheduled"):
-            method = getattr(self.target, name, None)
-            if callable(method):
-                return bool(method(step))
-        eval_steps = getattr(self.target, "eval_steps", None)
-        if eval_steps is not None and not callable(eval_steps):
-            return step in eval_steps
+        """Whether :meth:`on_step` should run after update ``step``."""
         return True
 
-    def on_step(self, step: int, model: nn.Module, **extra: float) -> None:
-        self.target.step(step, model, **{self.prefix + k: v for k, v in extra.items()})
+    def on_step(self, step: int, model: nn.Module, *, loss: float, accuracy: float) -> Any:
+        """Called after update ``step`` when :meth:`wants` says so."""
 
-    def on_end(self, step: int, model: nn.Module, **extra: Any) -> None:
-        for name in ("on_end", "finish"):
-            method = getattr(self.target, name, None)
-            if callable(method):
-                _call_accepting(method, step, model, **extra)
-                return
+    def on_end(self, step: int, model: nn.Module, *, result: TrainResult) -> None:
+        """Called once after the last update."""
 
     def state_dict(self) -> dict[str, Any]:
-        method = getattr(self.target, "state_dict", None)
-        return method() if callable(method) else {}
+        """What a resumed run needs; ``{}`` by default."""
+        return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        method = getattr(self.target, "load_state_dict", None)
-        if callable(method) and state:
-            method(state)
+        """Restore :meth:`state_dict` output."""
 
 
-def as_callback(obj: Any) -> Any:
-    """Return ``obj`` if it has ``on_step``/``on_end``/``on_start``, else wrap a ``.step`` object in
-    :class:`StepCallback`.
-
-    Raises
-    ------
-    TypeError
-        ``obj`` has none of these methods.
-    """
-    if any(callable(getattr(obj, m, None)) for m in ("on_step", "on_end", "on_start")):
-        return obj
-    if callable(getattr(obj, "step", None)):
-        return StepCallback(obj)
-    raise TypeError(f"Cannot use {type(obj).__name__} as a training callback: it needs on_step(step, model, "
-                    "**extra) / on_end(...), or step(step, model, **extra).")
+def _check_callbacks(callbacks: Sequence[Any]) -> tuple[TrainCallback, ...]:
+    bad = [type(cb).__name__ for cb in callbacks if not isinstance(cb, TrainCallback)]
+    if bad:
+        raise TypeError(f"Training callbacks must subclass nnboundary.train.TrainCallback; got {bad}. Override "
+                        "on_step / on_start / on_end (and state_dict / load_state_dict) in a subclass.")
+    return tuple(callbacks)
 
 
-def _position_key(cb: Any, index: int) -> str:
-    target = cb.target if isinstance(cb, StepCallback) else cb
-    return f"{index}:{type(target).__name__}"
+def _overrides_on_step(cb: TrainCallback) -> bool:
+    return type(cb).on_step is not TrainCallback.on_step
 
 
-def _save_callback_states(callbacks: list[Any]) -> dict[str, dict[str, Any]]:
-    """``{position key: {"state_key": ..., "state": ...}}`` for the callbacks that have state."""
-    return {_position_key(cb, i): {"state_key": getattr(cb, "state_key", None), "state": cb.state_dict()}
-            for i, cb in enumerate(callbacks) if callable(getattr(cb, "state_dict", None))}
+def _position_key(cb: TrainCallback, index: int) -> str:
+    return f"{index}:{type(cb).__name__}"
 
 
-def _load_callback_states(callbacks: list[Any], saved: dict[str, dict[str, Any]], path: Path) -> None:
+def _save_callback_states(callbacks: Sequence[TrainCallback]) -> dict[str, dict[str, Any]]:
+    """``{position key: {"state_key": ..., "state": ...}}`` for every callback."""
+    return {_position_key(cb, i): {"state_key": cb.state_key, "state": cb.state_dict()}
+            for i, cb in enumerate(callbacks)}
+
+
+def _load_callback_states(callbacks: Sequence[TrainCallback], saved: dict[str, dict[str, Any]], path: Path) -> None:
     """Give each callback its saved state: matched by ``state_key``, else by position and class."""
-    by_key = {entry["state_key"]: entry["state"] for entry in saved.values() if entry.get("state_key")}
+    by_key = {entry.get("state_key"): entry.get("state") for entry in saved.values() if entry.get("state_key")}
     for i, cb in enumerate(callbacks):
-        if not callable(getattr(cb, "load_state_dict", None)):
-            continue
-        key, pos = getattr(cb, "state_key", None), _position_key(cb, i)
-        if key and key in by_key:
+        key, pos = cb.state_key, _position_key(cb, i)
+        if key in by_key:
             cb.load_state_dict(by_key[key])
         elif pos in saved:
             cb.load_state_dict(saved[pos]["state"])
@@ -362,13 +310,6 @@ def _resolve_dtype(dtype: Any) -> torch.dtype:
     if dtype not in table:
         raise ValueError(f"dtype must be float32 or float64 (torch dtype or string), got {dtype!r}.")
     return table[dtype]
-
-
-def _resolve_device(device: Any) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was asked for, but torch sees no CUDA device. Use device='cpu'.")
-    return device
 
 
 def _as_labels(y: Any) -> Tensor:
@@ -561,23 +502,22 @@ def _describe_setting(value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Trainer
+# Settings
 # ----------------------------------------------------------------------------------------------------
-class Trainer:
-    """Train a classifier ``logits = model(x)`` with a named loss and optimizer, resumably.
-
-    ``__init__`` only stores the settings; :meth:`fit` validates and runs. :func:`fit` is the one-call form.
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run, checked once when it is built (the loop's only validator).
 
     Parameters
     ----------
+    lr : float
+        Learning rate (> 0).
     loss : str or callable, default="cross_entropy"
         A name for :func:`~nnboundary.train.make_loss` (float64 logit-gap cross-entropy by default), or a
         callable ``loss(logits (N, K), y (N,)) -> scalar Tensor``.
     optimizer : str or callable, default="sgd"
         A name for :func:`~nnboundary.train.make_optimizer`, or a factory called as
         ``optimizer(params, lr=lr, **optimizer_kwargs)`` (a ``torch.optim`` class works).
-    lr : float
-        Learning rate.
     steps : int, optional
         Number of updates (the last step index). Give ``steps`` or ``epochs``.
     epochs : int, optional
@@ -589,14 +529,11 @@ class Trainer:
     seed : int, default=0
         Seeds the trainer's own shuffling generator (nothing global).
     device : str or torch.device, default="cpu"
-        The model and the data are moved there; batches from a DataLoader are moved as they come.
+        The model and the data are moved there (see :func:`nnboundary.device.resolve_device`).
     dtype : {torch.float32, torch.float64, "float32", "float64"}, default=torch.float32
         The model's parameters and the floating inputs are cast to it.
-    callbacks : sequence, default=()
-        :class:`TrainCallback` objects, or objects with ``.step(step, model, **extra)`` (wrapped by
-        :class:`StepCallback`).
     checkpoint_dir : path-like or None, default=None
-        Where to write ``step_*.pt`` checkpoints; ``None`` writes none.
+        Where to write ``step_*.pt`` checkpoints (tensors + JSON, no pickle); ``None`` writes none.
     checkpoint_schedule : "log", int, iterable of int or None, default="log"
         Steps that get a checkpoint: log-spaced ``1, 2, 5, 10, 20, 50, ...`` plus the last step; an int
         ``k`` means every ``k`` steps plus the last.
@@ -615,8 +552,8 @@ class Trainer:
         in eval mode (BatchNorm statistics do not move). Flags and modes are restored at the end.
     reinit_head : bool or callable, default=False
         Re-initialise the head before training: ``True`` calls ``head.reset_parameters()``, a callable is
-        called as ``reinit_head(head)``. The optimizer is always fresh (built by this call), so with
-        ``train_only_head=True`` this is "retrain the last layer from scratch". Skipped on resume.
+        called as ``reinit_head(head)``. The optimizer is always fresh, so with ``train_only_head=True``
+        this is "retrain the last layer from scratch". Skipped on resume.
     head : nn.Module, str or None, default=None
         The head for ``train_only_head``/``reinit_head``; see :func:`find_head`.
     loss_kwargs, optimizer_kwargs : dict or None, default=None
@@ -624,44 +561,37 @@ class Trainer:
         ``{"momentum": 0.99}``).
     on_nonfinite : {"raise", "warn"}, default="raise"
         What to do when a logged loss is NaN or infinite (checked on logged steps only).
+
+    Raises
+    ------
+    ValueError, TypeError
+        A setting out of range or of the wrong kind; the message names it.
     """
 
-    def __init__(self, *, loss: LossSpec = "cross_entropy", optimizer: OptimizerSpec = "sgd",
-                 lr: float, steps: int | None = None, epochs: int | None = None,
-                 batch_size: int | None = None, drop_last: bool = False, seed: int = 0,
-                 device: str | torch.device = "cpu", dtype: Any = torch.float32,
-                 callbacks: Sequence[Any] = (), checkpoint_dir: str | Path | None = None,
-                 checkpoint_schedule: ScheduleSpec = "log", resume: bool = False,
-                 keep_checkpoints: int | None = None, progress: bool = True, log_every: int | None = None,
-                 train_only_head: bool = False, reinit_head: bool | Callable[[nn.Module], None] = False,
-                 head: nn.Module | str | None = None, loss_kwargs: dict[str, Any] | None = None,
-                 optimizer_kwargs: dict[str, Any] | None = None, on_nonfinite: str = "raise") -> None:
-        self.loss = loss
-        self.optimizer = optimizer
-        self.lr = lr
-        self.steps = steps
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.drop_last = drop_last
-        self.seed = seed
-        self.device = device
-        self.dtype = dtype
-        self.callbacks = callbacks
-        self.checkpoint_dir = checkpoint_dir
-        self.checkpoint_schedule = checkpoint_schedule
-        self.resume = resume
-        self.keep_checkpoints = keep_checkpoints
-        self.progress = progress
-        self.log_every = log_every
-        self.train_only_head = train_only_head
-        self.reinit_head = reinit_head
-        self.head = head
-        self.loss_kwargs = loss_kwargs
-        self.optimizer_kwargs = optimizer_kwargs
-        self.on_nonfinite = on_nonfinite
+    lr: float
+    loss: LossSpec = "cross_entropy"
+    optimizer: OptimizerSpec = "sgd"
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    drop_last: bool = False
+    seed: int = 0
+    device: Any = "cpu"
+    dtype: Any = torch.float32
+    checkpoint_dir: str | Path | None = None
+    checkpoint_schedule: ScheduleSpec = "log"
+    resume: bool = False
+    keep_checkpoints: int | None = None
+    progress: bool = True
+    log_every: int | None = None
+    train_only_head: bool = False
+    reinit_head: bool | Callable[[nn.Module], None] = False
+    head: nn.Module | str | None = None
+    loss_kwargs: dict[str, Any] | None = None
+    optimizer_kwargs: dict[str, Any] | None = None
+    on_nonfinite: str = "raise"
 
-    # -- set-up ------------------------------------------------------------------------------------
-    def _check_params(self) -> None:
+    def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(f"Give exactly one of steps and epochs (got steps={self.steps!r}, "
                              f"epochs={self.epochs!r}).")
@@ -669,8 +599,11 @@ class Trainer:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}.")
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+        if isinstance(self.lr, bool) or not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int)
+                                            or self.batch_size < 1):
+            raise ValueError(f"batch_size must be None or a positive int, got {self.batch_size!r}.")
         if self.resume and self.checkpoint_dir is None:
             raise ValueError("resume=True needs checkpoint_dir=<the directory of the run to continue>.")
         if self.on_nonfinite not in ("raise", "warn"):
@@ -679,53 +612,29 @@ class Trainer:
             raise ValueError(f"keep_checkpoints must be None or >= 1, got {self.keep_checkpoints!r}.")
         if self.log_every is not None and self.log_every < 1:
             raise ValueError(f"log_every must be None or >= 1, got {self.log_every!r}.")
-
-    def _make_loss(self) -> Callable[[Tensor, Tensor], Tensor]:
-        if isinstance(self.loss, str):
-            loss_fn = make_loss(self.loss, **(self.loss_kwargs or {}))
-        elif callable(self.loss):
-            if self.loss_kwargs:
-                raise ValueError("loss_kwargs only apply to a loss given by name.")
-            loss_fn = self.loss
-        else:
+        if not (isinstance(self.loss, str) or callable(self.loss)):
             raise TypeError(f"loss must be a name or a callable, got {type(self.loss).__name__}.")
+        if not isinstance(self.loss, str) and self.loss_kwargs:
+            raise ValueError("loss_kwargs only apply to a loss given by name.")
+        if not (isinstance(self.optimizer, str) or callable(self.optimizer)):
+            raise TypeError(f"optimizer must be a name or a factory, got {type(self.optimizer).__name__}.")
+        _resolve_dtype(self.dtype)
+
+    def make_loss(self) -> Callable[[Tensor, Tensor], Tensor]:
+        loss_fn = make_loss(self.loss, **(self.loss_kwargs or {})) if isinstance(self.loss, str) else self.loss
         if getattr(loss_fn, "reduction", "mean") == "none":
             raise ValueError("Training needs a scalar loss; use reduction='mean' or 'sum'.")
         return loss_fn
 
-    def _make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         kwargs = self.optimizer_kwargs or {}
         if isinstance(self.optimizer, str):
             return make_optimizer(self.optimizer, params, self.lr, **kwargs)
-        if callable(self.optimizer):
-            return self.optimizer(params, lr=self.lr, **kwargs)
-        raise TypeError(f"optimizer must be a name or a factory, got {type(self.optimizer).__name__}.")
+        return self.optimizer(params, lr=self.lr, **kwargs)
 
-    def _prepare_head(self, model: nn.Module, resuming: bool) -> tuple[list[nn.Parameter], str | None]:
-        """Pick the trainable parameters, freeze the feature map if asked; returns (params, head name)."""
-        if not (self.train_only_head or self.reinit_head):
-            return [p for p in model.parameters() if p.requires_grad], None
-        head, name = find_head(model, self.head)
-        if self.reinit_head and not resuming:
-            if callable(self.reinit_head):
-                self.reinit_head(head)
-            elif callable(getattr(head, "reset_parameters", None)):
-                head.reset_parameters()
-            else:
-                raise ValueError(f"The head {type(head).__name__} has no reset_parameters(); pass "
-                                 "reinit_head=<function(head)> instead of True.")
-        if not self.train_only_head:
-            return [p for p in model.parameters() if p.requires_grad], name
-        head_ids = {id(p) for p in head.parameters()}
-        for p in model.parameters():
-            if id(p) not in head_ids:
-                p.requires_grad_(False)
-        model.eval()          # feature map: no BatchNorm statistics updates, no dropout
-        head.train()
-        return [p for p in head.parameters() if p.requires_grad], name
-
-    def _settings(self, steps: int, data_info: dict[str, Any], head_name: str | None,
-                  device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    def describe(self, steps: int, data_info: dict[str, Any], head_name: str | None,
+                 device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+        """The JSON settings saved with every checkpoint and result."""
         return to_jsonable({
             "loss": _describe(self.loss), "loss_kwargs": self.loss_kwargs or {},
             "optimizer": _describe(self.optimizer), "optimizer_kwargs": self.optimizer_kwargs or {},
@@ -737,14 +646,80 @@ class Trainer:
             **data_info,
         }, default=_describe_setting)
 
-    # -- checkpoints -------------------------------------------------------------------------------
+
+@dataclass
+class _RunState:
+    """Everything one call of :meth:`Trainer.fit` works with, in one object."""
+
+    model: nn.Module
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    optimizer: torch.optim.Optimizer
+    stream: Any
+    callbacks: tuple[TrainCallback, ...]
+    steps: int
+    settings: dict[str, Any]
+    device: torch.device
+    directory: Path | None
+    start: int = 0
+    logged: frozenset[int] = frozenset()
+    ckpt_steps: frozenset[int] = frozenset()
+    history: list[tuple[int, float, float]] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Trainer
+# ----------------------------------------------------------------------------------------------------
+class Trainer:
+    """Train a classifier ``logits = model(x)`` with the settings of a :class:`TrainConfig`, resumably.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    callbacks : sequence of TrainCallback, default=()
+
+    :func:`fit` is the one-call form: ``fit(model, X, y, lr=..., steps=..., callbacks=[...])``.
+    """
+
+    def __init__(self, config: TrainConfig, callbacks: Sequence[TrainCallback] = ()) -> None:
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer takes a TrainConfig, got {type(config).__name__}; "
+                            "e.g. Trainer(TrainConfig(lr=0.1, steps=100)).")
+        self.config = config
+        self.callbacks = _check_callbacks(callbacks)
+
+    # -- set-up ------------------------------------------------------------------------------------
+    def _prepare_head(self, model: nn.Module, resuming: bool) -> tuple[list[nn.Parameter], str | None]:
+        """Pick the trainable parameters, freeze the feature map if asked; returns (params, head name)."""
+        cfg = self.config
+        if not (cfg.train_only_head or cfg.reinit_head):
+            return [p for p in model.parameters() if p.requires_grad], None
+        head, name = find_head(model, cfg.head)
+        if cfg.reinit_head and not resuming:
+            if callable(cfg.reinit_head):
+                cfg.reinit_head(head)
+            elif callable(getattr(head, "reset_parameters", None)):
+                head.reset_parameters()
+            else:
+                raise ValueError(f"The head {type(head).__name__} has no reset_parameters(); pass "
+                                 "reinit_head=<function(head)> instead of True.")
+        if not cfg.train_only_head:
+            return [p for p in model.parameters() if p.requires_grad], name
+        head_ids = {id(p) for p in head.parameters()}
+        for p in model.parameters():
+            if id(p) not in head_ids:
+                p.requires_grad_(False)
+        model.eval()          # feature map: no BatchNorm statistics updates, no dropout
+        head.train()
+        return [p for p in head.parameters() if p.requires_grad], name
+
     def _prepare_checkpoint_dir(self) -> Path | None:
-        if self.checkpoint_dir is None:
+        if self.config.checkpoint_dir is None:
             return None
-        directory = Path(self.checkpoint_dir)
+        directory = Path(self.config.checkpoint_dir)
         directory.mkdir(parents=True, exist_ok=True)
         existing = list_checkpoints(directory)
-        if existing and not self.resume:
+        if existing and not self.config.resume:
             raise CheckpointExistsError(
                 f"{directory} already holds {len(existing)} checkpoint(s) (up to step {existing[-1][0]}). "
                 "Pass resume=True to continue that run, or choose an empty checkpoint_dir.")
@@ -775,45 +750,42 @@ class Trainer:
         ------
         CheckpointExistsError
             ``checkpoint_dir`` already holds checkpoints and ``resume`` is False.
+        CheckpointError
+            The checkpoint to resume from is not a safe, complete nnboundary checkpoint (nothing in it runs).
         ValueError
-            Inconsistent settings or inputs, or a resume whose settings differ from the checkpoint's.
+            Inconsistent inputs, or a resume whose settings differ from the checkpoint's.
         """
         t0 = time.perf_counter()
-        self._check_params()
-        device, dtype = _resolve_device(self.device), _resolve_dtype(self.dtype)
+        cfg = self.config
+        device, dtype = resolve_device(cfg.device), _resolve_dtype(cfg.dtype)
         directory = self._prepare_checkpoint_dir()
-        loss_fn = self._make_loss()
-        callbacks = [as_callback(cb) for cb in self.callbacks]
-        stream, data_info, eval_batches = _make_stream(X, y, batch_size=self.batch_size, drop_last=self.drop_last,
-                                                    seed=self.seed, device=device, dtype=dtype)
-        steps = self.steps if self.steps is not None else self.epochs * stream.steps_per_epoch
+        loss_fn = cfg.make_loss()
+        stream, data_info, eval_batches = _make_stream(X, y, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
+                                                    seed=cfg.seed, device=device, dtype=dtype)
+        steps = cfg.steps if cfg.steps is not None else cfg.epochs * stream.steps_per_epoch
         model.to(device=device, dtype=dtype)
         modes = {m: m.training for m in model.modules()}
         flags = {p: p.requires_grad for p in model.parameters()}
         try:
             model.train()
-            resume_from = latest_checkpoint(directory) if directory is not None and self.resume else None
-            if self.resume and resume_from is None:
+            resume_from = latest_checkpoint(directory) if directory is not None and cfg.resume else None
+            if cfg.resume and resume_from is None:
                 logger.warning("resume=True but %s holds no checkpoint: starting from step 0.", directory)
             params, head_name = self._prepare_head(model, resuming=resume_from is not None)
-            optimizer = self._make_optimizer(params)
-            settings = self._settings(steps, data_info, head_name, device, dtype)
-            start, history, written = 0, [], []
+            run = _RunState(model=model, loss_fn=loss_fn, optimizer=cfg.make_optimizer(params), stream=stream,
+                            callbacks=self.callbacks, steps=steps, device=device, directory=directory,
+                            settings=cfg.describe(steps, data_info, head_name, device, dtype))
             if resume_from is not None:
-                start, history = self._restore(resume_from, model, optimizer, stream, callbacks, settings,
-                                               steps, device)
-            logged = resolve_schedule("log", steps) | resolve_schedule(self.log_every or max(1, steps // 100),
-                                                                        steps)
-            ckpt_steps = resolve_schedule(self.checkpoint_schedule, steps) if directory is not None else frozenset()
-            for cb in callbacks:
-                if callable(getattr(cb, "on_start", None)):
-                    _call_accepting(cb.on_start, start, model, total_steps=steps)
-            last = self._loop(model, loss_fn, optimizer, stream, callbacks, start, steps, logged, ckpt_steps,
-                              history, written, directory, settings, device)
-            result = self._finish(model, loss_fn, eval_batches, last, steps, history, settings, start, written, t0)
-            for cb in callbacks:
-                if callable(getattr(cb, "on_end", None)):
-                    _call_accepting(cb.on_end, steps, model, result=result)
+                self._restore(run, resume_from)
+            run.logged = resolve_schedule("log", steps) | resolve_schedule(cfg.log_every or max(1, steps // 100),
+                                                                            steps)
+            run.ckpt_steps = resolve_schedule(cfg.checkpoint_schedule, steps) if directory is not None else frozenset()
+            for cb in run.callbacks:
+                cb.on_start(run.start, model, total_steps=steps)
+            last = self._loop(run)
+            result = self._finish(run, eval_batches, last, t0)
+            for cb in run.callbacks:
+                cb.on_end(steps, model, result=result)
             return result
         finally:
             for m, flag in modes.items():
@@ -821,59 +793,52 @@ class Trainer:
             for p, flag in flags.items():
                 p.requires_grad_(flag)
 
-    def _restore(self, path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, stream: Any,
-                 callbacks: list[Any], settings: dict[str, Any], steps: int,
-                 device: torch.device) -> tuple[int, list[tuple[int, float, float]]]:
-        """Load the checkpoint at ``path`` into the run; returns (step, history)."""
+    def _restore(self, run: _RunState, path: Path) -> None:
+        """Load the checkpoint at ``path`` into ``run`` (weights, optimizer, stream, RNG, history, callbacks)."""
         payload = load_checkpoint(path)
-        self._check_compatible(payload["settings"], settings, path)
+        require_keys(payload, ("step", "model", "optimizer", "stream", "rng", "history", "settings"), path)
+        self._check_compatible(payload["settings"], run.settings, path)
         start = int(payload["step"])
-        if start > steps:
-            raise ValueError(f"Cannot resume: {path} is at step {start}, beyond steps={steps}. Ask for at least "
+        if start > run.steps:
+            raise ValueError(f"Cannot resume: {path} is at step {start}, beyond steps={run.steps}. Ask for at least "
                              f"{start} steps or use a new checkpoint_dir.")
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        stream.load_state_dict(payload["stream"])
+        run.model.load_state_dict(payload["model"])
+        run.optimizer.load_state_dict(payload["optimizer"])
+        run.stream.load_state_dict(payload["stream"])
         torch.set_rng_state(payload["rng"]["torch"])
-        if device.type == "cuda" and payload["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(payload["rng"]["cuda"], device)
-        _load_callback_states(callbacks, payload.get("callbacks", {}), path)
+        if run.device.type == "cuda" and payload["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(payload["rng"]["cuda"], run.device)
+        _load_callback_states(run.callbacks, payload.get("callbacks", {}), path)
         logger.info("Resumed from %s (step %d).", path, start)
-        return start, [tuple(h) for h in payload["history"]]
+        run.start, run.history = start, [tuple(h) for h in payload["history"]]
 
-    def _save(self, directory: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-              stream: Any, callbacks: list[Any], history: list[tuple[int, float, float]],
-              settings: dict[str, Any], device: torch.device, written: list[str]) -> None:
+    def _save(self, run: _RunState, step: int) -> None:
         rng = {"torch": torch.get_rng_state(),
-               "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-        payload = {"format": CHECKPOINT_FORMAT, "step": step, "model": model.state_dict(),
-                   "optimizer": optimizer.state_dict(), "stream": stream.state_dict(), "rng": rng,
-                   "history": list(history), "settings": settings,
-                   "callbacks": _save_callback_states(callbacks)}
-        written.append(str(save_checkpoint(checkpoint_path(directory, step), payload)))
-        if self.keep_checkpoints is not None:
-            for _, old in list_checkpoints(directory)[:-self.keep_checkpoints]:
+               "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}
+        payload = {"format": CHECKPOINT_FORMAT, "step": step, "model": run.model.state_dict(),
+                   "optimizer": run.optimizer.state_dict(), "stream": run.stream.state_dict(), "rng": rng,
+                   "history": list(run.history), "settings": run.settings,
+                   "callbacks": _save_callback_states(run.callbacks)}
+        run.written.append(str(save_checkpoint(checkpoint_path(run.directory, step), payload)))
+        if self.config.keep_checkpoints is not None:
+            for _, old in list_checkpoints(run.directory)[:-self.config.keep_checkpoints]:
                 old.unlink(missing_ok=True)
 
-    def _loop(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-              optimizer: torch.optim.Optimizer, stream: Any, callbacks: list[Any], start: int, steps: int,
-              logged: frozenset[int], ckpt_steps: frozenset[int], history: list[tuple[int, float, float]],
-              written: list[str], directory: Path | None, settings: dict[str, Any],
-              device: torch.device) -> tuple[float, float]:
+    def _loop(self, run: _RunState) -> tuple[float, float]:
         """The hot loop. Returns the last batch's (loss, accuracy) (nan if no step ran)."""
+        model, loss_fn, optimizer, stream, steps = run.model, run.loss_fn, run.optimizer, run.stream, run.steps
+        logged, ckpt_steps, history = run.logged, run.ckpt_steps, run.history
         bar = None
-        if self.progress:
+        if self.config.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
-        steppers = [cb for cb in callbacks if callable(getattr(cb, "on_step", None))]
-        always = [cb for cb in steppers if not callable(getattr(cb, "wants", None))]
-        asking = [cb for cb in steppers if callable(getattr(cb, "wants", None))]
+            bar = tqdm(total=steps, initial=run.start, desc="train", unit="step", dynamic_ncols=True)
+        steppers = [cb for cb in run.callbacks if _overrides_on_step(cb)]
         needs_closure = bool(getattr(optimizer, "needs_closure", False))
         last = (float("nan"), float("nan"))
         next_draw = time.monotonic()
         try:
-            for step in range(start + 1, steps + 1):
+            for step in range(run.start + 1, steps + 1):
                 xb, yb = stream.next()
                 logits = model(xb)
                 loss = loss_fn(logits, yb)
@@ -884,7 +849,7 @@ class Trainer:
                 else:
                     optimizer.step()
                 # ---- bookkeeping only on scheduled steps: each float() is a device sync ----
-                active = always + [cb for cb in asking if cb.wants(step)] if steppers else steppers
+                active = [cb for cb in steppers if cb.wants(step)] if steppers else steppers
                 is_logged = step in logged
                 if is_logged or active or step == steps:
                     with torch.no_grad():
@@ -899,8 +864,7 @@ class Trainer:
                     for cb in active:
                         cb.on_step(step, model, loss=loss_val, accuracy=acc_val)
                 if step in ckpt_steps:
-                    self._save(directory, step, model, optimizer, stream, callbacks, history, settings, device,
-                               written)
+                    self._save(run, step)
                 # the bar is redrawn at most twice a second (tqdm.update on every step costs ~50 us)
                 if bar is not None and (is_logged or time.monotonic() >= next_draw):
                     bar.update(step - bar.n)
@@ -917,25 +881,23 @@ class Trainer:
             return
         msg = (f"The training loss is {loss_val} at step {step}. Lower lr, use loss='cross_entropy' "
                "(float64), or dtype=float64.")
-        if self.on_nonfinite == "raise":
+        if self.config.on_nonfinite == "raise":
             raise FloatingPointError(msg)
         warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
-    def _finish(self, model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
-                eval_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]] | None, last: tuple[float, float],
-                steps: int, history: list[tuple[int, float, float]], settings: dict[str, Any], start: int,
-                written: list[str], t0: float) -> TrainResult:
+    def _finish(self, run: _RunState, eval_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]] | None,
+                last: tuple[float, float], t0: float) -> TrainResult:
         if eval_batches is not None:
-            loss_val, acc_val = _evaluate_batches(model, eval_batches(), loss_fn)
+            loss_val, acc_val = _evaluate_batches(run.model, eval_batches(), run.loss_fn)
             final_on = "train_set"
         else:
             loss_val, acc_val = last
             final_on = "last_batch"
-            if start == steps and history:
-                loss_val, acc_val = history[-1][1], history[-1][2]
-        return TrainResult(final_loss=loss_val, final_accuracy=acc_val, steps=steps, history=list(history),
-                           wall_time_s=time.perf_counter() - t0, settings=settings, start_step=start,
-                           checkpoints=written, final_on=final_on)
+            if run.start == run.steps and run.history:
+                loss_val, acc_val = run.history[-1][1], run.history[-1][2]
+        return TrainResult(final_loss=loss_val, final_accuracy=acc_val, steps=run.steps, history=list(run.history),
+                           wall_time_s=time.perf_counter() - t0, settings=run.settings, start_step=run.start,
+                           checkpoints=run.written, final_on=final_on)
 
 
 def _loss_closure(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], xb: Tensor, yb: Tensor,
@@ -956,32 +918,13 @@ def _loss_closure(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
     return closure
 
 
-def _call_accepting(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``method`` with as many leading ``args`` and with those ``kwargs`` its signature accepts.
+def fit(model: nn.Module, X: Any, y: Any = None, *, callbacks: Sequence[TrainCallback] = (),
+        **settings: Any) -> TrainResult:
+    """Train ``model`` on ``(X, y)``: ``Trainer(TrainConfig(**settings), callbacks).fit(model, X, y)``.
 
-    Lets callbacks declare only what they use: ``on_start(self, step, model)`` does not need
-    ``total_steps``, and a tracker's ``finish(self)`` needs nothing.
-    """
-    try:
-        params = list(inspect.signature(method).parameters.values())
-    except (TypeError, ValueError):
-        return method(*args, **kwargs)
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        n_args = len(args)
-    else:
-        n_args = min(len(args), sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params))
-    if not any(p.kind is p.VAR_KEYWORD for p in params):
-        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        kwargs = {k: v for k, v in kwargs.items() if k in names}
-    return method(*args[:n_args], **kwargs)
-
-
-def fit(model: nn.Module, X: Any, y: Any = None, **settings: Any) -> TrainResult:
-    """Train ``model`` on ``(X, y)``: ``Trainer(**settings).fit(model, X, y)``.
-
-    See :class:`Trainer` for the settings (``loss``, ``optimizer``, ``lr``, ``steps``, ``batch_size``,
-    ``seed``, ``device``, ``dtype``, ``callbacks``, ``checkpoint_dir``, ``checkpoint_schedule``,
-    ``resume``, ``progress``, ``train_only_head``, ``reinit_head``, ``head``, ...).
+    ``settings`` are the fields of :class:`TrainConfig` (``lr``, ``steps`` or ``epochs``, ``loss``,
+    ``optimizer``, ``batch_size``, ``seed``, ``device``, ``dtype``, ``checkpoint_dir``, ``resume``, ...);
+    ``callbacks`` are :class:`TrainCallback` objects.
 
     Examples
     --------
@@ -994,16 +937,4 @@ def fit(model: nn.Module, X: Any, y: Any = None, **settings: Any) -> TrainResult
     >>> result.final_accuracy
     1.0
     """
-    return Trainer(**settings).fit(model, X, y)
-
-
-def _fit_signature() -> inspect.Signature:
-    """``fit(model, X, y=None, *, <Trainer's keyword arguments>)`` for help() and IDEs."""
-    positional = [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="nn.Module"),
-                  inspect.Parameter("X", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="Any"),
-                  inspect.Parameter("y", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation="Any")]
-    keywords = [p for name, p in inspect.signature(Trainer.__init__).parameters.items() if name != "self"]
-    return inspect.Signature(positional + keywords, return_annotation="TrainResult")
-
-
-fit.__signature__ = _fit_signature()  # type: ignore[attr-defined]
+    return Trainer(TrainConfig(**settings), callbacks).fit(model, X, y)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nnboundary.applications import OutputExistsError
+from nnboundary.experiments.rundir import RunExistsError
 from nnboundary.applications._common import Arrays, build_network
 from nnboundary.applications.forgetting import (
     FORGETTING_EXPERIMENTS,
@@ -34,7 +34,6 @@ from nnboundary.applications.forgetting import (
 )
 from nnboundary.svm import MaxMarginClassifier
 
-torch.set_num_threads(1)
 
 TASKS = [[3, 7], [0, 1], [5]]                   # deliberately not sorted: labels follow the task order
 DATA = {"source": "real", "name": "digits", "normalize": "unit", "seed": 0, "train_per_class": 15,
@@ -248,7 +247,7 @@ def _tiny_config() -> dict:
 def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
     cfg = _tiny_config()
     a = run_forgetting(cfg, tmp_path / "run")
-    for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "forgetting.png"):
+    for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "report.md", "metrics.jsonl", "figures/forgetting.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     pt = pd.read_csv(tmp_path / "run" / "per_task.csv")
     assert len(pt) == 2 * 5 * 3
@@ -266,7 +265,7 @@ def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
     pd.testing.assert_frame_equal(a.per_task.loc[a.per_task["seed"] == 1, cols].reset_index(drop=True),
                                   b.per_task[cols])
 
-    with pytest.raises(OutputExistsError, match="force"):
+    with pytest.raises(RunExistsError, match="force"):
         run_forgetting(cfg, tmp_path / "run")
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import SHARED_DATA
+
 from nnboundary.data import (
     ENV_VAR,
     DataFormatError,
@@ -32,15 +34,7 @@ IDX_NAMES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1
              "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
 
 
-def _shared_data_dir() -> Path | None:
-    repo = Path(__file__).resolve().parents[1]
-    for cand in (repo.parent / "shared" / "data", Path("/work/shared/data")):
-        if (cand / "mnist.npz").is_file():
-            return cand
-    return None
-
-
-SHARED = _shared_data_dir()
+SHARED = SHARED_DATA if (SHARED_DATA / "mnist.npz").is_file() else None
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 

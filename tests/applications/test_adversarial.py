@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nnboundary.applications import OutputExistsError
+from nnboundary.experiments.rundir import RunExistsError
 from nnboundary.applications._common import build_network, load_arrays
 from nnboundary.applications.adversarial import (
     ADVERSARIAL_EXPERIMENTS,
@@ -26,7 +26,6 @@ from nnboundary.applications.adversarial import (
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import fit
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +173,7 @@ def test_run_adversarial_smoke_writes_consistent_tables(tmp_path):
     cfg = adversarial_config("adversarial-digits", "smoke")
     res = run_adversarial(cfg, tmp_path / "adv")
     for name in ("config.json", "points.csv", "curves.csv", "curves_summary.csv", "quantiles.csv",
-                 "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "robustness.png"):
+                 "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "report.md", "metrics.jsonl", "figures/robustness.png"):
         assert (tmp_path / "adv" / name).stat().st_size > 0
     curves = pd.read_csv(tmp_path / "adv" / "curves.csv")
     clean = res.summary["per_seed"][0]["clean_acc_attacked"]
@@ -189,7 +188,7 @@ def test_run_adversarial_smoke_writes_consistent_tables(tmp_path):
     train = res.points[res.points["part"] == "train"]
     assert train["is_support"].sum() == res.summary["per_seed"][0]["n_support"]
     json.loads((tmp_path / "adv" / "summary.json").read_text())
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(RunExistsError):
         run_adversarial(cfg, tmp_path / "adv")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from itertools import combinations
 
@@ -11,12 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nnboundary.train import (CheckpointExistsError, StepCallback, Trainer, available_losses,
+from nnboundary.train import (CheckpointExistsError, TrainCallback, TrainConfig, Trainer, available_losses,
                               available_optimizers, find_head, fit, list_checkpoints, load_checkpoint,
                               load_weights, log_schedule, make_loss, make_optimizer, resolve_schedule,
                               save_checkpoint, stable_cross_entropy)
 
-torch.set_num_threads(1)  # the test machine is small and shared
 
 
 # ------------------------------------------------------------------------------------------------
@@ -343,8 +343,8 @@ def test_resume_after_crash_mid_run(tmp_path):
     kw = dict(optimizer="momentum", lr=0.05, batch_size=7, seed=1, progress=False, steps=40,
               checkpoint_dir=tmp_path)
 
-    class Crash:
-        def on_step(self, step, model, **extra):
+    class Crash(TrainCallback):
+        def on_step(self, step, model, *, loss, accuracy):
             if step == 25:
                 raise KeyboardInterrupt
 
@@ -433,8 +433,8 @@ def test_train_only_head_freezes_feature_map_params_and_buffers():
     head_before = model.head.weight.detach().clone()
     seen = []
 
-    class Probe:
-        def on_step(self, step, model, **extra):
+    class Probe(TrainCallback):
+        def on_step(self, step, model, *, loss, accuracy):
             seen.append((all(not p.requires_grad for p in model.body.parameters()),
                          not model.body.training, model.head.training))
 
@@ -479,14 +479,17 @@ def test_find_head():
 # ------------------------------------------------------------------------------------------------
 # callbacks
 # ------------------------------------------------------------------------------------------------
-def test_callbacks_protocol_adapter_and_state(tmp_path):
+def test_callbacks_contract_and_state(tmp_path):
     X, y = _blobs(20)
 
-    class Recorder:
+    class Recorder(TrainCallback):
         state_key = "recorder"
 
         def __init__(self):
-            self.steps, self.ended = [], None
+            self.steps, self.ended, self.started = [], None, None
+
+        def on_start(self, step, model, *, total_steps):
+            self.started = (step, total_steps)
 
         def wants(self, step):
             return step % 3 == 0
@@ -504,44 +507,52 @@ def test_callbacks_protocol_adapter_and_state(tmp_path):
         def load_state_dict(self, state):
             self.steps = list(state["steps"])
 
-    class Tracker:                       # AlignmentTracker-like: step(step, model, **extra)
+    class EndOnly(TrainCallback):        # does not override on_step: never asked per step
         def __init__(self):
-            self.calls, self.finished = [], False
+            self.asked, self.ended = 0, False
 
-        def is_scheduled(self, step):
-            return step in (2, 5)
+        def wants(self, step):
+            self.asked += 1
+            return True
 
-        def step(self, step, model, **extra):
-            self.calls.append((step, sorted(extra)))
+        def on_end(self, step, model, *, result):
+            self.ended = True
 
-        def finish(self):
-            self.finished = True
-
-    rec, tracker = Recorder(), Tracker()
-    result = fit(_mlp(), X, y, lr=0.1, steps=10, callbacks=[rec, tracker], checkpoint_dir=tmp_path,
+    rec, end_only = Recorder(), EndOnly()
+    result = fit(_mlp(), X, y, lr=0.1, steps=10, callbacks=[rec, end_only], checkpoint_dir=tmp_path,
                  progress=False)
-    assert rec.steps == [3, 6, 9] and rec.ended == (10, result.final_loss)
-    expected = ["train_accuracy", "train_loss"]
-    assert tracker.calls == [(2, expected), (5, expected)] and tracker.finished
-
-    every_other = StepCallback(Tracker(), schedule=2)
-    fit(_mlp(), X, y, lr=0.1, steps=5, callbacks=[every_other], progress=False)
-    assert [s for s, _ in every_other.target.calls] == [2, 4, 5]
+    assert rec.steps == [3, 6, 9] and rec.ended == (10, result.final_loss) and rec.started == (0, 10)
+    assert end_only.ended and end_only.asked == 0
 
     rec2 = Recorder()
-    fit(_mlp(), X, y, lr=0.1, steps=13, callbacks=[rec2, Tracker()], checkpoint_dir=tmp_path, resume=True,
+    fit(_mlp(), X, y, lr=0.1, steps=13, callbacks=[rec2, EndOnly()], checkpoint_dir=tmp_path, resume=True,
         progress=False)
-    assert rec2.steps == [3, 6, 9, 12]                   # state restored from the step-10 checkpoint
+    assert rec2.steps == [3, 6, 9, 12] and rec2.started == (10, 13)   # state restored from the step-10 checkpoint
 
-    with pytest.raises(TypeError, match="callback"):
-        fit(_mlp(), X, y, lr=0.1, steps=1, callbacks=[object()], progress=False)
+    class DuckTyped:                     # the old duck-typed protocol is refused, by name
+        def on_step(self, step, model, **extra):
+            pass
+
+    with pytest.raises(TypeError, match="TrainCallback.*DuckTyped"):
+        fit(_mlp(), X, y, lr=0.1, steps=1, callbacks=[DuckTyped()], progress=False)
 
 
-def test_trainer_stores_arguments_only():
-    trainer = Trainer(lr=-1.0, steps=5)          # no validation in __init__ ...
-    assert trainer.lr == -1.0
-    with pytest.raises(ValueError, match="lr"):  # ... but in fit
-        trainer.fit(_mlp(), *_blobs(10))
+def test_train_config_is_frozen_and_the_only_validator():
+    config = TrainConfig(lr=0.1, steps=5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0
+    for bad, match in (({"lr": -1.0, "steps": 5}, "lr"), ({"lr": 0.1}, "exactly one"),
+                       ({"lr": 0.1, "steps": 5, "batch_size": 0}, "batch_size"),
+                       ({"lr": 0.1, "steps": 5, "resume": True}, "checkpoint_dir"),
+                       ({"lr": 0.1, "steps": 5, "on_nonfinite": "ignore"}, "on_nonfinite")):
+        with pytest.raises(ValueError, match=match):
+            TrainConfig(**bad)
+        with pytest.raises(ValueError, match=match):     # fit builds the same config: same message
+            fit(_mlp(), *_blobs(10), progress=False, **bad)
+    with pytest.raises(TypeError, match="TrainConfig"):
+        Trainer({"lr": 0.1, "steps": 5})
+    with pytest.raises(TypeError, match="no_such_setting"):
+        fit(_mlp(), *_blobs(10), lr=0.1, steps=1, no_such_setting=3)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -578,7 +589,7 @@ def test_loss_based_gd_rolls_back_a_failed_step():
 def test_tracker_state_survives_resume_even_if_its_key_changes(tmp_path):
     X, y = _blobs(20)
 
-    class KeyedTracker:              # like AlignmentTracker: state_key names the head found on first use
+    class KeyedTracker(TrainCallback):   # like AlignmentTracker: state_key names the head found on first use
         def __init__(self):
             self.head, self.steps = None, []
 
@@ -586,11 +597,11 @@ def test_tracker_state_survives_resume_even_if_its_key_changes(tmp_path):
         def state_key(self):
             return f"Tracker{{head={self.head}}}"
 
-        def step(self, step, model, **extra):
+        def on_step(self, step, model, *, loss, accuracy):
             self.head = "head"
             self.steps.append(step)
 
-        def is_scheduled(self, step):
+        def wants(self, step):
             return step % 4 == 0
 
         def state_dict(self):

@@ -9,7 +9,7 @@ import nnboundary
 from nnboundary.features import describe, extract_features
 from nnboundary.models.heads import HeadNotFoundError, find_head, output_logits, probe_head
 
-from _models11 import ModelOutput, TinyDistilledViT, TinyTimmNet, TinyViT
+from tests.zoo import ModelOutput, TinyDistilledViT, TinyTimmNet, TinyViT
 
 torch.set_num_threads(1)
 

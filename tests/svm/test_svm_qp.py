@@ -7,7 +7,7 @@ from nnboundary.svm import MaxMarginClassifier
 from nnboundary.svm._ipm import RestrictedQP, solve_ipm
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._qp import solve_clarabel, solve_restricted
-from test_svm import separable
+from tests.svm.test_svm import separable
 
 
 def problem_of(X, y, n_classes, bias):

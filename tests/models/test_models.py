@@ -25,7 +25,6 @@ from nnboundary.models import (
 )
 from nnboundary.models._init import TRUNCATED_STD_FACTOR
 
-torch.set_num_threads(1)
 
 TINY_STAGES = ((2, 8, 1), (4, 16, 1), (8, 32, 1))
 

@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.conftest import SHARED_DATA
 import torch
 
 from nnboundary.data import DatasetNotFoundError, ENV_VAR
@@ -38,7 +40,7 @@ from nnboundary.models import ResNetMNIST
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.train import fit
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED = SHARED_DATA
 HAS_MNIST = (SHARED / "mnist.npz").is_file()
 HAS_CIFAR = (SHARED / "cifar10_airplane_bird.npz").is_file()
 DIGITS01 = {"data": {"name": "digits", "classes": [0, 1], "subsample": None, "test_subsample": None}}
@@ -88,7 +90,7 @@ def test_bias_profiles_validate(name, profile):
 @pytest.mark.parametrize("overrides, match", [
     ({"bogus": 1}, "unknown keys"),
     ({"train": {"optimizer": "lbfgs"}}, "optimizer"),
-    ({"train": {"steps": 10}}, "exactly one of"),
+    ({"train": {"steps": 10, "epochs": 2}}, "exactly one of"),
     ({"train": {"lr": -1.0}}, "lr"),
     ({"model": {"kwargs": {"no_such_argument": 3}}}, "no_such_argument"),
     ({"data": {"name": "imagenet"}}, "data.name"),
@@ -125,7 +127,7 @@ def _check_run(out: Path, summary: dict, figures: bool = True) -> None:
     else:
         assert 0.0 <= summary["angle_deg"] <= 180.0
         assert 0.0 <= summary["agreement_test"] <= 1.0
-        assert Path(summary["figures"]["nn_vs_svm"]).is_file() if figures else summary["figures"] == {}
+        assert (out / summary["figures"]["nn_vs_svm"]).is_file() if figures else summary["figures"] == {}
 
 
 def test_smoke_run_on_digits_always_works(tmp_path):
@@ -260,6 +262,11 @@ def test_bias_experiment_on_blobs(tmp_path):
     n_reinit = len(cfg["head"]["optimizers"]) * len(cfg["head"]["seeds"])
     runs = pd.read_csv(out / "bias_runs.csv")
     assert (runs["condition"].str.startswith("reinit-")).sum() == n_reinit == summary["n_heads_retrained"]
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {(c["condition"], c["head_seed"]) for c in curves} == {
+        (f"reinit-{o}", s) for o in cfg["head"]["optimizers"] for s in cfg["head"]["seeds"]}
+    assert all(c["step"] >= 1 and c["train_loss"] >= 0 for c in curves)
+    assert (out / "report.md").is_file() and (out / "figures").is_dir()
     assert summary["feature_map_identical"] and runs["feature_map_identical"].dropna().all()
     table = summary["table"]
     assert set(table) == {"joint", "reinit-sgd", "reinit-momentum", "reinit-adam", "svm", "svm-regularized"}
