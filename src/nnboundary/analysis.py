@@ -29,7 +29,7 @@ from sklearn.base import clone
 from nnboundary import metrics as M
 from nnboundary.features import LABEL_KEYS, extract_features, head_params
 
-__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svms", "SUMMARY_KEYS", "CLOSENESS",
+__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svm", "fit_svms", "SUMMARY_KEYS", "CLOSENESS",
            "claim_status", "closeness", "verdict"]
 
 logger = logging.getLogger(__name__)
@@ -266,9 +266,10 @@ def _accepts_init_support(est: Any) -> bool:
         return False
 
 
-def _fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
-             init_support: np.ndarray | None, progress: str | None = None) -> tuple[Any, bool | None]:
-    """Fit a clone of ``template``; fall back to a soft margin (C=soft_C) if not separable.
+def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
+            init_support: np.ndarray | None = None, progress: str | None = None) -> tuple[Any, bool | None]:
+    """The one hard-then-soft SVM fallback: fit a clone of ``template``; if it is a hard margin and the features
+    are not separable, a soft margin with C=soft_C instead.
 
     ``progress``: a label (e.g. "SVM, free bias"): show a progress bar of the solver's working-set rounds when the
     estimator reports them (``MaxMarginClassifier(progress=...)``).
@@ -322,7 +323,7 @@ def _svm_progress(est: Any, label: str | None):
 
 def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, soft_C: float = 1.0,
              init_support: Any = None, init_support_regularized: Any = None,
-             progress: bool = False) -> tuple[Any, bool | None, Any]:
+             progress: bool = False, fitted: bool = False) -> tuple[Any, bool | None, Any]:
     """The one place where ``analyze`` fits its SVMs: the reference SVM, then the regularised-bias one.
 
     The regularised-bias SVM is warm-started from the reference SVM's support set unless
@@ -342,6 +343,9 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
         Warm starts (previous support sets).
     progress : bool, default=False
         Show which SVM is being solved, with a bar of its working-set rounds.
+    fitted : bool, default=False
+        ``svm`` and ``svm_regularized`` are already fitted on these (H, y): use them as they are (no clone, no
+        refit), e.g. to compare several heads of one network with the same SVMs.
 
     Returns
     -------
@@ -350,7 +354,9 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
         Decided by the hard-margin fit; None for a soft-margin template.
     est_reg : fitted regularised-bias SVM or None
     """
-    est, separable = _fit_svm(svm, H, y, soft_C, _opt_idx(init_support),
+    if fitted:
+        return svm, (svm.get_params().get("C", 0) is None), (None if svm_regularized is False else svm_regularized)
+    est, separable = fit_svm(svm, H, y, soft_C, _opt_idx(init_support),
                               progress="SVM (reference)" if progress else None)
     est_reg = None
     if svm_regularized is not False:
@@ -360,7 +366,7 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
         warm = init_support_regularized
         if warm is None:
             warm = getattr(est, "support_", None)
-        est_reg, _ = _fit_svm(reg, H, y, soft_C, _opt_idx(warm),
+        est_reg, _ = fit_svm(reg, H, y, soft_C, _opt_idx(warm),
                               progress="SVM (regularised bias)" if progress else None)
     return est, separable, est_reg
 
@@ -571,6 +577,7 @@ def analyze_features(
     init_support_regularized: np.ndarray | None = None,
     head_name: str = "head",
     progress: bool = False,
+    svm_fitted: bool = False,
 ) -> Analysis:
     """Compare a linear head (W, b) with the max-margin SVM on already extracted features.
 
@@ -584,6 +591,8 @@ def analyze_features(
         The model's logits, for loss and accuracy; default ``H @ W.T + b``.
     svm, svm_regularized, soft_C, grid_resolution, init_support, init_support_regularized, progress :
         As in :func:`analyze` (``svm_regularized=None`` here means: fit one if b is not None).
+    svm_fitted : bool, default=False
+        ``svm`` / ``svm_regularized`` are fitted on (H, y) already: reuse them (see :func:`fit_svms`).
     H_test, y_test, logits_test : optional test features, labels, logits
     head_name : str, default="head"
 
@@ -621,7 +630,8 @@ def analyze_features(
         svm_regularized = _regularized_like(svm) if has_bias else False
 
     est, separable, est_reg = fit_svms(H, y, svm, svm_regularized, soft_C=soft_C, init_support=init_support,
-                                       init_support_regularized=init_support_regularized, progress=progress)
+                                       init_support_regularized=init_support_regularized, progress=progress,
+                                       fitted=svm_fitted)
     V, c = _svm_rule(est, K)
     support = _svm_support(est, H, y, V, c)
 

@@ -73,8 +73,12 @@ USER_ERROR_EXIT = 2
 
 
 def _fail(err: BaseException) -> typer.Exit:
-    """Print ``err`` as one line on stderr; the caller raises the returned ``typer.Exit(2)``."""
-    text = " ".join(str(err).split()) or type(err).__name__
+    """Print ``err`` as one line on stderr; the caller raises the returned ``typer.Exit(2)``. An ``OSError`` from
+    the system (disk full, permission denied) reads as its reason, its file and what to do."""
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.strerror} ({err.filename or ''}); free space or choose another --out."
+    else:
+        text = " ".join(str(err).split()) or type(err).__name__
     _err().print(f"[bold red]Error:[/] {escape(text)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=USER_ERROR_EXIT)
 
@@ -304,14 +308,6 @@ _FACTORY_KWARGS_HELP = "JSON object of the factory's arguments, e.g. '{\"num_cla
 _PICKLE_HELP = "Allow a whole pickled module (torch.save(model)): RUNS CODE stored in the file; trusted files only."
 
 
-def _analysis_fail(err: BaseException) -> typer.Exit:
-    """A user error of analyze/describe: one line on stderr, exit code 2, no traceback."""
-    text = str(err) if not isinstance(err, OSError) or not err.strerror else \
-        f"{err.strerror} ({err.filename or ''}); free space or choose another --out."
-    _err().print(f"[bold red]Error:[/] {escape(text)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
 def _factory_kwargs(text: Optional[str]) -> dict[str, Any]:
     import json
 
@@ -396,7 +392,7 @@ def analyze(
             saved = result.save(out, overwrite=force)
             report = write_analysis_report(result, out, title=f"{model_file.name} vs the max-margin SVM")
     except (*_USER_ERRORS, OSError) as err:
-        raise _analysis_fail(err) from None
+        raise _fail(err) from None
     from nnboundary.experiments.report import format_value
 
     table = Table(title=f"{model_file.name} vs the max-margin SVM on its features", title_justify="left",
@@ -445,7 +441,7 @@ def describe(
             example = (arrays.X[:2], arrays.y[:2])
         info = describe_model(model, head, example=example)
     except (*_USER_ERRORS, OSError) as err:
-        raise _analysis_fail(err) from None
+        raise _fail(err) from None
     _out().print(_describe_table(info, f"{model_file.name}: the head nnboundary compares with the SVM"))
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from nnboundary.train import (CheckpointExistsError, TrainCallback, TrainConfig, Trainer, available_losses,
-                              available_optimizers, find_head, fit, list_checkpoints, load_checkpoint,
+                              available_optimizers, fit, list_checkpoints, load_checkpoint,
                               load_weights, log_schedule, make_loss, make_optimizer, resolve_schedule,
                               save_checkpoint, stable_cross_entropy)
 
@@ -465,15 +465,11 @@ def test_reinit_head_uses_init_and_fresh_head_only_optimizer():
     assert not torch.equal(w, model.head.weight)
 
 
-def test_find_head():
-    model = TinyNet()
-    assert find_head(model) == (model.head, "head")
-    seq = _mlp()
-    assert find_head(seq) == (seq[2], "2")
-    with pytest.raises(ValueError, match="linear layers"):
-        find_head(seq, "9")
-    with pytest.raises(ValueError, match="no nn.Linear"):
-        find_head(nn.Sequential(nn.ReLU()))
+def test_head_training_uses_the_one_head_discovery():
+    """train finds the head with nnboundary.models.heads.find_head (tested in tests/models/test_heads.py)."""
+    import nnboundary.train.loop as loop
+    from nnboundary.models import heads
+    assert loop.find_head is heads.find_head
 
 
 # ------------------------------------------------------------------------------------------------

@@ -169,7 +169,8 @@ def fit_svm(H: np.ndarray, y: np.ndarray, soft_C: float) -> tuple["MaxMarginClas
     Returns ``(svm, separable)``; ``svm`` is None when even the soft-margin optimum is W = 0 (degenerate features,
     e.g. a dead ReLU layer), so there is no boundary to use.
     """
-    from nnboundary.experiments.svmfit import fit_hard_then_soft
+    from nnboundary import analysis
+    from nnboundary.svm import MaxMarginClassifier
 
-    svm, separable = fit_hard_then_soft(H, y, soft_C=soft_C)
+    svm, separable = analysis.fit_svm(MaxMarginClassifier(), H, y, soft_C)  # the one hard-then-soft fallback
     return (svm if separable or np.any(svm.coef_) else None), separable

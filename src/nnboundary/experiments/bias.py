@@ -42,7 +42,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import Tensor, nn
 
 from nnboundary.experiments.images import (
@@ -386,39 +385,6 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
             "history": list(result.history), "model": work}
 
 
-class _FittedLinear(ClassifierMixin, BaseEstimator):
-    """A linear SVM that was already fitted, as a template for :func:`nnboundary.analysis.analyze_features`.
-
-    ``analyze_features`` clones and fits its SVM templates; ``fit`` here just restores the stored
-    solution, so every head of one network is compared with the same SVMs, fitted once.
-    """
-
-    def __init__(self, *, coef=None, intercept=None, support=None, C=None, bias="free", multiclass="crammer_singer",
-                 meta=None):
-        self.coef = coef
-        self.intercept = intercept
-        self.support = support
-        self.C = C
-        self.bias = bias
-        self.multiclass = multiclass
-        self.meta = meta
-
-    @classmethod
-    def of(cls, est: Any) -> "_FittedLinear":
-        params = est.get_params() if hasattr(est, "get_params") else {}
-        meta = {k: getattr(est, k, None) for k in ("max_violation_", "duality_gap_", "n_iter_", "margin_")}
-        return cls(coef=np.asarray(est.coef_, dtype=np.float64), intercept=np.asarray(est.intercept_, dtype=np.float64),
-                   support=np.asarray(getattr(est, "support_", np.empty(0, np.int64))), C=params.get("C"),
-                   bias=params.get("bias", "free"), multiclass=params.get("multiclass", "crammer_singer"), meta=meta)
-
-    def fit(self, X: Any, y: Any) -> "_FittedLinear":
-        self.classes_ = np.unique(y)
-        self.coef_, self.intercept_, self.support_ = self.coef.copy(), self.intercept.copy(), self.support.copy()
-        for key, value in (self.meta or {}).items():
-            setattr(self, key, value)
-        return self
-
-
 def _head_row(analysis: Any) -> dict[str, Any]:
     s = analysis.summary
     return {k: s.get(k, float("nan")) for k in HEAD_METRICS}
@@ -477,8 +443,8 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
 
     W0, b0 = head_params(model.head)
     joint = analyze_features(H, y, W0, b0, H_test=Ht, y_test=y_test, grid_resolution=50)
-    svms = {"svm": _FittedLinear.of(joint.svm),
-            "svm_regularized": False if joint.svm_regularized is None else _FittedLinear.of(joint.svm_regularized)}
+    svms = {"svm": joint.svm, "svm_fitted": True,  # every head is compared with the same SVMs, fitted once
+            "svm_regularized": False if joint.svm_regularized is None else joint.svm_regularized}
 
     def row(condition: str, W: np.ndarray, b: np.ndarray, **extra: Any) -> dict[str, Any]:
         """The numbers of one head against the SVMs fitted once, above."""

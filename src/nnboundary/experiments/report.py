@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from nnboundary.analysis import claim_status
+
 __all__ = ["COMPACT_COLUMNS", "TABLE_COLUMNS", "format_value", "profile_differences", "status_of", "summary_rows", "write_report"]
 
 #: (summary key, column header) of the results table, in order. Columns absent from every row are dropped.
@@ -96,12 +98,7 @@ def status_of(summary: Mapping[str, Any]) -> str:
     """
     if summary.get("error"):
         return "FAILED"
-    if summary.get("separable") is False:
-        return "not separable"
-    acc = summary.get("accuracy")
-    if acc is not None and acc < 1.0:
-        return "not fitted"
-    return "separable"
+    return claim_status(dict(summary))  # the words of analyze's verdict, decided in one place
 
 
 def summary_rows(summaries: Mapping[str, Mapping[str, Any]],

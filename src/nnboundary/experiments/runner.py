@@ -438,12 +438,13 @@ def _model_facts(model: torch.nn.Module, data: RunData) -> dict[str, Any]:
 
 
 def _input_svm(data: RunData, multiclass: str, soft_C: float) -> F.InputSVM | None:
-    from nnboundary.experiments.svmfit import fit_hard_then_soft
+    from nnboundary.analysis import fit_svm
+    from nnboundary.svm import MaxMarginClassifier
 
     X, y = data.X_train, data.y_train
     mc = multiclass if data.n_classes > 2 else "crammer_singer"
     try:
-        clf, hard = fit_hard_then_soft(X, y, soft_C=soft_C, multiclass=mc)
+        clf, hard = fit_svm(MaxMarginClassifier(multiclass=mc), X, y, soft_C)
     except Exception as err:  # noqa: BLE001 - an input-space SVM is context, not the result
         logger.warning("Input-space SVM failed: %s", err)
         return None

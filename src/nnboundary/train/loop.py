@@ -47,6 +47,7 @@ from torch.utils.data import default_collate
 
 from nnboundary._jsonio import to_jsonable
 from nnboundary.device import resolve_device
+from nnboundary.models.heads import find_head
 
 from .checkpoint import (CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
                          load_checkpoint, require_keys, save_checkpoint, CHECKPOINT_FORMAT)
@@ -54,7 +55,7 @@ from .losses import make_loss
 from .optim import make_optimizer
 from .schedule import ScheduleSpec, resolve_schedule
 
-__all__ = ["Trainer", "TrainConfig", "fit", "TrainResult", "TrainCallback", "find_head", "evaluate"]
+__all__ = ["Trainer", "TrainConfig", "fit", "TrainResult", "TrainCallback", "evaluate"]
 
 logger = logging.getLogger(__name__)
 
@@ -390,51 +391,6 @@ def _make_stream(X: Any, y: Any, *, batch_size: int | None, drop_last: bool, see
     return stream, info, chunks
 
 
-def find_head(model: nn.Module, head: nn.Module | str | None = None) -> tuple[nn.Module, str]:
-    """The classifier's last linear layer and its dotted name in ``model``.
-
-    Parameters
-    ----------
-    model : nn.Module
-    head : nn.Module, str or None, default=None
-        A submodule of ``model``, its dotted name, or ``None``: ``model.head`` if it exists, else the last
-        ``nn.Linear`` registered in ``model``.
-
-    Returns
-    -------
-    head : nn.Module
-    name : str
-        Dotted name in ``model.named_modules()`` (``""`` if the model itself is the head).
-
-    Raises
-    ------
-    ValueError
-        No head can be found, or the given module is not part of ``model``.
-    """
-    names = {id(m): n for n, m in model.named_modules()}
-    if head is None:
-        candidate = getattr(model, "head", None)
-        if isinstance(candidate, nn.Module) and id(candidate) in names:
-            return candidate, names[id(candidate)]
-        linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            raise ValueError(f"{type(model).__name__} has no nn.Linear layer to use as the head. "
-                             "Pass head=<module or dotted name>.")
-        name, module = linears[-1]
-        return module, name
-    if isinstance(head, str):
-        try:
-            return model.get_submodule(head), head
-        except AttributeError as exc:
-            available = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-            raise ValueError(f"No submodule {head!r} in {type(model).__name__}; its linear layers are "
-                             f"{available}.") from exc
-    if id(head) not in names:
-        raise ValueError(f"The head {type(head).__name__} is not a submodule of {type(model).__name__}. "
-                         "Pass the model's own layer (or its dotted name).")
-    return head, names[id(head)]
-
-
 def evaluate(model: nn.Module, X: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
              *, batch_size: int | None = None) -> tuple[float, float]:
     """Loss and accuracy of ``model`` on ``(X, y)`` in eval mode, without gradients.
@@ -555,7 +511,7 @@ class TrainConfig:
         called as ``reinit_head(head)``. The optimizer is always fresh, so with ``train_only_head=True``
         this is "retrain the last layer from scratch". Skipped on resume.
     head : nn.Module, str or None, default=None
-        The head for ``train_only_head``/``reinit_head``; see :func:`find_head`.
+        The head for ``train_only_head``/``reinit_head``; see :func:`nnboundary.models.heads.find_head`.
     loss_kwargs, optimizer_kwargs : dict or None, default=None
         Extra keywords for the loss / optimizer (e.g. ``{"multiclass": "weston_watkins"}``,
         ``{"momentum": 0.99}``).
