@@ -267,3 +267,21 @@ def test_describe_prints_a_table_and_refuses_a_hidden_layer(saved):
 def test_check_out_dir_creates_nothing(tmp_path):
     target = tmp_path / "a" / "b"
     assert check_out_dir(target) == target and not (tmp_path / "a").exists()
+
+
+def test_models_of_nnboundary_runs_load_without_pickle_or_factory(tmp_path):
+    """A run directory's model.pt is a state_dict with model.json beside it (nnboundary's own registry only)."""
+    from nnboundary.io import save_model
+    from nnboundary.models import build_model
+
+    kwargs = {"in_features": 2, "n_classes": 3, "hidden": [8, 4], "activations": "relu", "seed": 1}
+    model = build_model("mlp", **kwargs)
+    save_model(model, tmp_path / "model.pt", name="mlp", kwargs=kwargs)
+    assert isinstance(torch.load(tmp_path / "model.pt", weights_only=True), dict)  # no pickled module
+    loaded = load_model_file(tmp_path / "model.pt")
+    x = torch.randn(5, 2)
+    assert torch.equal(loaded(x), model.eval()(x))
+    side = tmp_path / "model.json"
+    side.write_text(side.read_text().replace("nnboundary.models:build_model", "os:system"))
+    with pytest.raises(ModelLoadError, match="only .* are used without asking"):
+        load_model_file(tmp_path / "model.pt")

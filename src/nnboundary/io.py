@@ -40,7 +40,8 @@ import torch
 from torch import Tensor, nn
 
 __all__ = ["DataFile", "DataLoadError", "ModelLoadError", "PICKLE_WARNING", "ScriptedClassifier",
-           "build_from_factory", "check_out_dir", "is_torchscript_file", "load_data_file", "load_model_file"]
+           "TRUSTED_SIDECAR_FACTORIES", "build_from_factory", "check_out_dir", "is_torchscript_file",
+           "load_data_file", "load_model_file", "save_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +333,46 @@ def _wrap_scripted(sm: Any, path: Path) -> nn.Module:
 # ----------------------------------------------------------------------------------------- models
 
 
+#: The factories a ``model.json`` beside a state_dict may name, so that ``analyze`` needs no ``--factory``: only
+#: nnboundary's own model registry (a sidecar that could name any importable function would run code from a file).
+TRUSTED_SIDECAR_FACTORIES = ("nnboundary.models:build_model",)
+
+
+def save_model(model: nn.Module, path: str | os.PathLike[str], *, name: str, kwargs: Mapping[str, Any]) -> Path:
+    """Save a model of nnboundary's registry without pickle: its state_dict in ``path`` (read back with
+    ``weights_only=True``) and, beside it, ``<stem>.json`` with the factory that rebuilds it
+    (``nnboundary.models:build_model(name, **kwargs)``), which :func:`load_model_file` uses when no factory is given.
+    Both files are written atomically.
+    """
+    from nnboundary._jsonio import atomic_write, to_jsonable, write_json
+
+    p = Path(path)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    atomic_write(p, lambda f: torch.save(state, f), binary=True)
+    write_json(p.with_suffix(".json"), {"factory": TRUSTED_SIDECAR_FACTORIES[0],
+                                        "kwargs": to_jsonable({"name": name, **dict(kwargs)})})
+    return p
+
+
+def _sidecar_factory(p: Path) -> tuple[str, dict[str, Any]] | None:
+    """The (factory, kwargs) of a ``<stem>.json`` written by :func:`save_model`, or None if there is none."""
+    side = p.with_suffix(".json")
+    if not side.is_file():
+        return None
+    import json
+
+    try:
+        spec = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(spec, dict) or "factory" not in spec:
+        return None
+    if spec["factory"] not in TRUSTED_SIDECAR_FACTORIES:
+        raise ModelLoadError(f"{side} names the factory {spec['factory']!r}; only {TRUSTED_SIDECAR_FACTORIES} are "
+                             "used without asking. Pass --factory explicitly if you trust it.")
+    return spec["factory"], dict(spec.get("kwargs") or {})
+
+
 def load_model_file(path: str | os.PathLike[str], *, factory: str | None = None,
                     factory_kwargs: Mapping[str, Any] | None = None, allow_pickle: bool = False,
                     map_location: str | torch.device = "cpu") -> nn.Module:
@@ -392,6 +433,8 @@ def load_model_file(path: str | os.PathLike[str], *, factory: str | None = None,
         raise ModelLoadError(f"Could not read {p} as a PyTorch file ({_first_line(exc)}); it may be truncated or "
                              "another kind of file. Save it again with torch.save(model.state_dict(), path).") \
             from None
+    if factory is None and (side := _sidecar_factory(p)) is not None:
+        factory, factory_kwargs = side  # a run directory of nnboundary's: model.json says how to rebuild it
     if factory is None:
         kind = "a state_dict" if _tensor_dict(obj) or isinstance(obj, Mapping) else f"a {type(obj).__name__}"
         raise ModelLoadError(f"{p} holds {kind}, i.e. weights without the architecture. Pass --factory "

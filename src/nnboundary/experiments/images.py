@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from nnboundary.io import save_model
 from nnboundary._jsonio import write_json
 import torch
 from torch import nn
@@ -606,7 +607,7 @@ def _run_resolved(cfg: dict[str, Any], out_dir: str | os.PathLike[str] | None, *
         result = train_image_network(cfg, ds, model, seed=seed, device=device, checkpoint_dir=stage / "checkpoints",
                                      resume=resume, progress=progress)
         _write_history(stage / "metrics.jsonl", result)
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, stage / "model.pt")
+        save_model(model, stage / "model.pt", name=build["name"], kwargs=build["kwargs"])
         analysis, dead, test_accuracy = compare_with_svm(model, ds, cfg, device=device, progress=progress)
         figures = {}
         if analysis is not None:

@@ -9,7 +9,7 @@ Layout of ``run_experiment("blobs", "quick", "runs/blobs-quick")``::
         summary.json     the final numbers of every variant
         report.md        the numbers and the figures side by side
         figures/*.png
-        model.pt         the trained network (whole pickled module)
+        model.pt         the trained network's state_dict (no pickle), model.json how to rebuild it
         analysis/        Analysis.save(): summary.json, details.csv, features.npz, settings.json
         snapshots/       weights at the snapshot steps (experiments with a snapshot figure)
         done.json        the variant's final rows and figure list (lets --resume skip finished variants)
@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nnboundary.io import save_model
 from nnboundary.device import resolve_device
 from nnboundary._jsonio import to_jsonable
 from nnboundary._jsonio import write_json as _write_json
@@ -318,7 +319,14 @@ def _is_complete(d: Path) -> bool:
 
 # ------------------------------------------------------------------------------------------------ one run
 def _build_model(cfg: ExperimentConfig, data: RunData) -> torch.nn.Module:
-    from nnboundary.models import build_model, model_parameters
+    from nnboundary.models import build_model
+
+    return build_model(cfg.model, **_model_kwargs(cfg, data))
+
+
+def _model_kwargs(cfg: ExperimentConfig, data: RunData) -> dict[str, Any]:
+    """The keyword arguments that build the run's network (also saved beside model.pt, see ``io.save_model``)."""
+    from nnboundary.models import model_parameters
 
     params = model_parameters(cfg.model)
     kwargs: dict[str, Any] = dict(cfg.model_kwargs)
@@ -329,7 +337,7 @@ def _build_model(cfg: ExperimentConfig, data: RunData) -> torch.nn.Module:
     elif data.n_classes != 2:
         raise ValueError(f"Model {cfg.model!r} is binary but the data {cfg.data!r} has {data.n_classes} classes.")
     kwargs["seed"] = cfg.seed
-    return build_model(cfg.model, **kwargs)
+    return kwargs
 
 
 def _svm_template(multiclass: str, n_classes: int) -> Any:
@@ -403,7 +411,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         if "sv_vs_loss" in cfg.plots:
             rows[next(iter(rows))].update(_sv_lists(main))
     figures = _draw(cfg, data, model, analyses, input_svm, records, vdir, run_dir, prefix, errors, draw_data)
-    torch.save(model.to("cpu"), vdir / "model.pt")
+    save_model(model.to("cpu"), vdir / "model.pt", name=cfg.model, kwargs=_model_kwargs(cfg, data))
     for row in rows.values():
         row["wall_time_s"] = round(time.perf_counter() - t0, 2)
         if errors and "error" not in row:
