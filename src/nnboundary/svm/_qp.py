@@ -21,8 +21,10 @@ from nnboundary.svm._dual import solve_dual_ipm
 from nnboundary.svm._ipm import solve_ipm
 from nnboundary.svm._memory import check_memory
 from nnboundary.svm._problem import MarginProblem
+from nnboundary.svm._separability import is_separable, lp_bytes
 
-_INFEASIBLE = {"PrimalInfeasible", "AlmostPrimalInfeasible"}
+_LP_INFEASIBLE = "PrimalInfeasible (HiGHS LP)"  # decided by the separability LP itself: no confirmation needed
+_INFEASIBLE = {"PrimalInfeasible", "AlmostPrimalInfeasible", _LP_INFEASIBLE}
 _SOLVED = {"Solved", "AlmostSolved"}
 
 
@@ -58,27 +60,37 @@ def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None,
 
     The cheaper of the two exact interior-point methods runs first (:func:`restricted_costs`): the primal one of
     ``_ipm`` (a K·(d+1) normal matrix) or the dual one of ``_dual`` (a p×p matrix on the Gram matrix of the
-    units' points); when it does not converge the other one is tried if it fits in memory, then Clarabel.
+    units' points). When it does not converge: for a hard margin Clarabel (whose infeasibility certificate the
+    caller checks with an LP); otherwise, or when Clarabel's primal problem would not fit, the other method, then
+    Clarabel, then (hard margin) the separability LP on the subset.
     ``C=None`` is the hard margin; an infeasible subset is returned with ``status`` set, not raised, so the caller
     can turn it into a :class:`~nnboundary.svm.NotSeparableError` with context.
     """
     accuracy = _accuracy(tol)
     costs = restricted_costs(problem, units)
-    order = sorted(costs, key=lambda k: costs[k][0])
-    check_memory(costs[order[0]][1], f"The restricted QP on {len(units)} constraint units ({order[0]} method)",
+    first, other = sorted(costs, key=lambda k: costs[k][0])
+    check_memory(costs[first][1], f"The restricted QP on {len(units)} constraint units ({first} method)",
                  "Pass fewer points (a class-balanced subset), or reduce the feature width (e.g. PCA).")
-    for method in order:
-        if method != order[0] and costs[method][1] > _FALLBACK_BYTES:
-            continue  # a fallback that would need several GiB is not worth trying; Clarabel or the LP decide
-        solved = _SOLVERS[method](problem, units, C, accuracy)
+    solved = _SOLVERS[first](problem, units, C, accuracy)
+    if solved is not None:
+        return solved
+    clarabel_fits = costs["primal"][1] <= _FALLBACK_BYTES
+    if clarabel_fits and C is None:  # most often an infeasible subset: Clarabel's certificate decides
+        return solve_clarabel(problem, units, C, tol)
+    if costs[other][1] <= _FALLBACK_BYTES:
+        solved = _SOLVERS[other](problem, units, C, accuracy)
         if solved is not None:
             return solved
-    if costs["primal"][1] > _FALLBACK_BYTES:
-        raise QPSolverError(
-            f"Neither interior-point method converged on a working set of {len(units)} constraints, and the "
-            f"primal problem (K·(d+1) = {problem.n_blocks * (problem.n_features + 1)} variables) is too large for "
-            "Clarabel. The features may be badly scaled (standardise them) or not separable (pass C=<float>).")
-    return solve_clarabel(problem, units, C, tol)
+    if clarabel_fits:
+        return solve_clarabel(problem, units, C, tol)
+    if C is None and lp_bytes(problem, units) <= _FALLBACK_BYTES and not is_separable(problem, units):
+        K, d = problem.n_blocks, problem.n_features
+        return QPSolution(np.zeros((K, d)), np.zeros(K), np.zeros(len(units)), np.empty(0, dtype=np.int64),
+                          np.zeros(0), _LP_INFEASIBLE, 0)
+    raise QPSolverError(
+        f"Neither interior-point method converged on a working set of {len(units)} constraints, and the "
+        f"primal problem (K·(d+1) = {problem.n_blocks * (problem.n_features + 1)} variables) is too large for "
+        "Clarabel. The features may be badly scaled (standardise them) or not separable (pass C=<float>).")
 
 
 def restricted_costs(problem: MarginProblem, units: np.ndarray) -> dict[str, tuple[float, float]]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnboundary.svm._problem import MarginProblem
-from nnboundary.svm._qp import QPSolverError, solve_restricted
+from nnboundary.svm._qp import _LP_INFEASIBLE, QPSolverError, solve_restricted
 from nnboundary.svm._separability import is_separable
 from nnboundary.svm._warm_start import approximate_solution
 
@@ -128,7 +128,8 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         rounds += 1
         qp = solve_restricted(problem, S, C, tol)
         if qp.infeasible:
-            _confirm_infeasible(problem, S)
+            if qp.status != _LP_INFEASIBLE:  # Clarabel's certificate: confirmed by the LP
+                _confirm_infeasible(problem, S)
             return _result(problem, qp, S, C, rounds, infeasible=True, converged=True)
         xi = np.zeros(n)
         xi[qp.xi_samples] = qp.xi
