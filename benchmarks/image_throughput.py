@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nnboundary.experiments.images import IMAGE_EXPERIMENTS, image_config, model_kwargs
+from nnboundary.experiments import get_experiment, list_experiments
+from nnboundary.experiments.images import model_kwargs
 from nnboundary.models import build_model
 from nnboundary.train import TrainCallback, fit
 
@@ -68,7 +69,7 @@ class _StepClock(TrainCallback):
 
 def throughput(name: str, profile: str, *, steps: int, warmup: int, device: str, repeats: int) -> dict[str, Any]:
     """Images/s of whole-network training for one experiment profile (best and median of ``repeats``)."""
-    cfg = image_config(name, profile)
+    cfg = get_experiment(name, profile).settings
     data = cfg["data"]
     K = len(data["classes"]) if data.get("classes") else 10
     shape = _SHAPES[data["name"]]
@@ -109,7 +110,7 @@ def _memory_worker(args: dict[str, Any], queue: mp.Queue) -> None:
         model, _ = load_trained_model(args["model_dir"], device=args["device"])
         out["network"] = f"trained ({args['model_dir']})"
     else:
-        model, _ = build_image_model(image_config("mnist01-resnet", args["profile"]), ds, seed=0)
+        model, _ = build_image_model(get_experiment("mnist01-resnet", args["profile"]).settings, ds, seed=0)
         model = model.to(args["device"])
         out["network"] = f"untrained mnist01-resnet/{args['profile']}"
     out["rss_after_load_mib"] = _rss_mib()
@@ -164,7 +165,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     rows = []
-    for name in IMAGE_EXPERIMENTS:
+    for name in list_experiments(kind="image"):
         row = throughput(name, args.profile, steps=args.steps, warmup=args.warmup, device=args.device,
                          repeats=args.repeats)
         rows.append(row)

@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
+from nnboundary.experiments import get_experiment, list_experiments
 from nnboundary.experiments.rundir import RunExistsError
 from nnboundary.applications._common import build_network, load_arrays
 from nnboundary.applications.adversarial import (
-    ADVERSARIAL_EXPERIMENTS,
-    adversarial_config,
     ce_objective,
     deepfool,
     feature_distance,
@@ -170,7 +169,7 @@ def test_svm_margin_objective_is_minus_feature_distance(setup):
 
 # ------------------------------------------------------------------------------------------ full run
 def test_run_adversarial_smoke_writes_consistent_tables(tmp_path):
-    cfg = adversarial_config("adversarial-digits", "smoke")
+    cfg = get_experiment("adversarial-digits", "smoke").settings
     res = run_adversarial(cfg, tmp_path / "adv")
     for name in ("config.json", "points.csv", "curves.csv", "curves_summary.csv", "quantiles.csv",
                  "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "report.md", "metrics.jsonl", "figures/robustness.png"):
@@ -193,13 +192,13 @@ def test_run_adversarial_smoke_writes_consistent_tables(tmp_path):
 
 
 def test_adversarial_configs_resolve():
-    for name in ADVERSARIAL_EXPERIMENTS:
+    for name in list_experiments(kind="adversarial"):
         for profile in ("smoke", "quick", "paper"):
-            cfg = adversarial_config(name, profile)
+            cfg = get_experiment(name, profile).settings
             assert cfg["attack"]["reference_linf"] > 0 and len(cfg["classes"]) >= 2
             json.dumps(cfg)
             shape = (1, 8, 8) if "digits" in name else (1, 28, 28)
             model, _ = build_network(cfg["model"], shape, len(cfg["classes"]), seed=0)
             assert model.head.out_features == len(cfg["classes"])
     with pytest.raises(ValueError, match="adversarial-mnist"):
-        adversarial_config("adversarial-mnst")
+        run_adversarial("adversarial-mnst")

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
+from nnboundary.experiments import get_experiment, list_experiments
 from nnboundary.experiments.rundir import RunExistsError
 from nnboundary.applications._common import Arrays, build_network
 from nnboundary.applications.forgetting import (
-    FORGETTING_EXPERIMENTS,
     MEMORY_STRATEGIES,
     STRATEGIES,
     IncrementalSettings,
@@ -23,7 +23,6 @@ from nnboundary.applications.forgetting import (
     _ConsolidatedLoss,
     _forgetting,
     check_tasks,
-    forgetting_config,
     herding_selection,
     load_task_split,
     make_task_split,
@@ -237,7 +236,7 @@ def test_training_never_touches_test_data(split):
 
 # ---------------------------------------------------------------------------------------- full run
 def _tiny_config() -> dict:
-    cfg = forgetting_config("forgetting-digits", "smoke")
+    cfg = get_experiment("forgetting-digits", "smoke").settings
     cfg.update(data=dict(DATA), tasks=TASKS, model=copy.deepcopy(MODEL), memory_per_class=4, seeds=[0, 1],
                strategies=["finetune", "random", "svm", "svm_fc", "joint"],
                train={"optimizer": "adam", "lr": 1e-2, "epochs": 2, "batch_size": 16}, analysis={"per_class": 5})
@@ -270,9 +269,9 @@ def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
 
 
 def test_configs_resolve_and_bad_names_are_explained():
-    for name in FORGETTING_EXPERIMENTS:
+    for name in list_experiments(kind="forgetting"):
         for profile in ("smoke", "quick", "paper"):
-            cfg = forgetting_config(name, profile)
+            cfg = get_experiment(name, profile).settings
             check_tasks(cfg["tasks"])
             assert cfg["name"] == name and cfg["profile"] == profile
             shape = (2,) if cfg["data"]["source"] == "simulated" else (1, 8, 8) if "digits" in name else (1, 28, 28)
@@ -281,8 +280,8 @@ def test_configs_resolve_and_bad_names_are_explained():
             assert model.head.out_features == n_classes
             json.dumps(cfg)                                                   # configs are plain data
     with pytest.raises(ValueError, match="forgetting-digits"):
-        forgetting_config("forgeting-digits")
+        run_forgetting("forgeting-digits")
     with pytest.raises(ValueError, match="profile"):
-        forgetting_config("forgetting-digits", "huge")
+        run_forgetting("forgetting-digits", profile="huge")
     with pytest.raises(ValueError, match="Unknown strategies"):
         run_forgetting({**_tiny_config(), "strategies": ["replay-all"]})

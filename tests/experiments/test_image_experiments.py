@@ -18,9 +18,8 @@ from tests.conftest import SHARED_DATA
 import torch
 
 from nnboundary.data import DatasetNotFoundError, ENV_VAR
+from nnboundary.experiments import PROFILES, get_experiment, list_experiments
 from nnboundary.experiments.bias import (
-    BIAS_EXPERIMENTS,
-    bias_config,
     feature_map_state,
     reinit_head_,
     run_bias_reinit,
@@ -29,10 +28,7 @@ from nnboundary.experiments.bias import (
     train_head,
 )
 from nnboundary.experiments.images import (
-    IMAGE_EXPERIMENTS,
-    PROFILES,
     ExperimentConfigError,
-    image_config,
     load_trained_model,
     run_image_experiment,
 )
@@ -65,10 +61,14 @@ def mnist01_run(tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------ configs
-@pytest.mark.parametrize("name", sorted(IMAGE_EXPERIMENTS))
+def settings(name, profile, overrides=None):
+    return get_experiment(name, profile, settings=overrides).settings
+
+
+@pytest.mark.parametrize("name", list_experiments(kind="image"))
 @pytest.mark.parametrize("profile", PROFILES)
 def test_image_profiles_validate(name, profile):
-    cfg = image_config(name, profile)
+    cfg = settings(name, profile)
     assert cfg["experiment"] == name and cfg["profile"] == profile
     assert 0.9 < cfg["reference"]["test_accuracy"] < 1.0
     if profile == "quick":
@@ -79,10 +79,10 @@ def test_image_profiles_validate(name, profile):
         assert cfg["train"]["optimizer"] in ("adam", "momentum")
 
 
-@pytest.mark.parametrize("name", sorted(BIAS_EXPERIMENTS))
+@pytest.mark.parametrize("name", list_experiments(kind="bias"))
 @pytest.mark.parametrize("profile", PROFILES)
 def test_bias_profiles_validate(name, profile):
-    cfg = bias_config(name, profile)
+    cfg = settings(name, profile)
     assert set(cfg["head"]["optimizers"]) == {"sgd", "momentum", "adam"}
     assert len(cfg["head"]["seeds"]) >= 2
 
@@ -99,18 +99,22 @@ def test_bias_profiles_validate(name, profile):
 ])
 def test_invalid_image_config_is_rejected(overrides, match):
     with pytest.raises(ExperimentConfigError, match=match):
-        image_config("mnist01-resnet", "smoke", overrides)
+        settings("mnist01-resnet", "smoke", overrides)
 
 
 def test_unknown_names_are_rejected():
-    with pytest.raises(KeyError, match="mnist01-resnet"):
-        image_config("mnist01-resent", "quick")
-    with pytest.raises(ExperimentConfigError, match="profile"):
-        image_config("mnist01-resnet", "huge")
+    with pytest.raises(ValueError, match="mnist01-resnet"):
+        run_image_experiment("mnist01-resent", "quick")
+    with pytest.raises(ValueError, match="profile"):
+        settings("mnist01-resnet", "huge")
+    with pytest.raises(ValueError, match="bias experiment, not of kind 'image'"):
+        run_image_experiment("bias-reinit-blobs", "smoke")
     with pytest.raises(ExperimentConfigError, match="head.input"):
-        bias_config("bias-reinit-blobs", "smoke", {"head": {"input": "pixels"}})
+        settings("bias-reinit-blobs", "smoke", {"head": {"input": "pixels"}})
     with pytest.raises(ExperimentConfigError, match="figure_optimizer"):
-        bias_config("bias-reinit-blobs", "smoke", {"figure_optimizer": "rmsprop"})
+        settings("bias-reinit-blobs", "smoke", {"figure_optimizer": "rmsprop"})
+    with pytest.raises(ExperimentConfigError, match="network: Unknown experiment 'mnist01-resent'"):
+        settings("bias-reinit-mnist01", "smoke", {"network": {"image_experiment": "mnist01-resent"}})
 
 
 # ------------------------------------------------------------------------------------- smoke runs
@@ -258,7 +262,7 @@ def test_svm_head_makes_the_svm_decisions(K):
 def test_bias_experiment_on_blobs(tmp_path):
     out = tmp_path / "bias"
     summary = run_bias_reinit("bias-reinit-blobs", "smoke", out)
-    cfg = bias_config("bias-reinit-blobs", "smoke")
+    cfg = settings("bias-reinit-blobs", "smoke")
     n_reinit = len(cfg["head"]["optimizers"]) * len(cfg["head"]["seeds"])
     runs = pd.read_csv(out / "bias_runs.csv")
     assert (runs["condition"].str.startswith("reinit-")).sum() == n_reinit == summary["n_heads_retrained"]

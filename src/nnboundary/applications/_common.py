@@ -1,4 +1,4 @@
-"""Shared plumbing of the applications: configs as data, data arrays, models, features, atomic output.
+"""Shared plumbing of the applications: seed lists, data arrays, models, features, atomic output.
 
 Nothing here is specific to forgetting or to attacks; both application modules use these helpers so
 that they read their data, build their networks and write their run folders the same way.
@@ -6,7 +6,6 @@ that they read their data, build their networks and write their run folders the 
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from nnboundary._jsonio import to_jsonable as _jsonable  # noqa: F401
 from torch import nn
 
 from nnboundary.data import load_real, make_simulated, train_test_split
-from nnboundary.experiments.registry import PROFILES, deep_merge  # noqa: F401 - the one override rule
+from nnboundary.experiments.registry import Profile
 from nnboundary.models import build_model
 
 if TYPE_CHECKING:
@@ -30,29 +29,6 @@ _IMAGE_MODELS = ("resnet_mnist", "densenet")
 
 
 # ----------------------------------------------------------------------------------------- configs
-def resolve_config(registry: Mapping[str, Mapping[str, Any]], name: str, profile: str,
-                   overrides: Mapping[str, Any] | None, what: str) -> dict[str, Any]:
-    """``registry[name]["base"]`` merged with its ``profile`` entry and ``overrides``.
-
-    Raises
-    ------
-    ValueError
-        Unknown name (close names suggested) or unknown profile.
-    """
-    if name not in registry:
-        close = difflib.get_close_matches(str(name), registry, n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"Unknown {what} experiment {name!r}.{hint} Available: {sorted(registry)}.")
-    entry = registry[name]
-    if profile not in entry["profiles"]:
-        raise ValueError(f"{what} experiment {name!r} has no profile {profile!r}; choose one of "
-                         f"{sorted(entry['profiles'])}.")
-    cfg = deep_merge(entry["base"], entry["profiles"][profile])
-    cfg = deep_merge(cfg, overrides or {})
-    cfg.update(name=name, profile=profile, title=entry.get("title", name))
-    return cfg
-
-
 def seed_list(seeds: int | Sequence[int] | None, default: Sequence[int]) -> list[int]:
     """Normalise ``seeds`` (an int, a sequence or None for ``default``) to a non-empty list of ints."""
     out = list(default) if seeds is None else ([seeds] if isinstance(seeds, (int, np.integer)) else list(seeds))
@@ -117,6 +93,16 @@ def load_arrays(data: Mapping[str, Any], classes: Sequence[int]) -> Arrays:
 
 
 # ------------------------------------------------------------------------------------------ models
+def mnist_network(p: Profile, dim: int) -> dict[str, Any]:
+    """The applications' MNIST network (a config's ``model`` section) with a ``dim``-unit transformed space: paper a
+    2-stage bottleneck ResNet, quick an MLP 784-256-``dim``, smoke an MLP 784-32-8."""
+    mlp = {"activations": "relu", "init": "torch"}
+    return p.pick(paper={"name": "resnet_mnist", "kwargs": {"width": 16, "stages": [[8, 32, 1], [16, 64, 1]],
+                                                            "fc_width": 64, "transformed_dim": dim}},
+                  quick={"name": "mlp", "kwargs": {"hidden": [256, dim], **mlp}},
+                  smoke={"name": "mlp", "kwargs": {"hidden": [32, 8], **mlp}})
+
+
 def build_network(model: Mapping[str, Any], input_shape: tuple[int, ...], n_classes: int,
                   seed: int) -> tuple[nn.Module, bool]:
     """Build ``model["name"]`` with ``model["kwargs"]`` for inputs of ``input_shape`` (one sample).

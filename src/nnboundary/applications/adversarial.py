@@ -17,8 +17,9 @@ which direction (across the SVM hyperplane). This module measures both claims.
 * **Who is easiest to attack**: success rate and minimal perturbation by SVM-margin quantile of the test points,
   rank correlations, and support vectors against other training points; robust accuracy vs budget curves.
 
-:data:`ADVERSARIAL_EXPERIMENTS` holds the experiments as data, :func:`adversarial_config` resolves one and
-:func:`run_adversarial` runs it and writes the tables and the figure.
+The experiments are registered functions that write their settings once (``Profile.pick`` where the profiles
+differ); ``get_experiment(name, profile).settings`` resolves one and :func:`run_adversarial` runs it and writes the
+tables and the figure.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from nnboundary.applications._common import (
     head_arrays,
     jsonable,
     load_arrays,
-    resolve_config,
+    mnist_network,
     seed_list,
     write_csv,
     write_json,
@@ -54,16 +55,15 @@ from nnboundary.applications._common import (
 )
 from nnboundary.svm import MaxMarginClassifier
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
+from nnboundary.experiments.registry import (Kind, KindConfig, Profile, get_experiment, register_kind,
+                                             register_settings)
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
 from nnboundary.train import fit
 
 __all__ = [
-    "ADVERSARIAL_EXPERIMENTS",
     "AdversarialResult",
-    "adversarial_config",
     "ce_objective",
     "deepfool",
     "feature_distance",
@@ -81,82 +81,58 @@ Objective = Callable[[Tensor, Tensor], Tensor]
 
 
 # --------------------------------------------------------------------------------------- experiments
-ADVERSARIAL_EXPERIMENTS: dict[str, dict[str, Any]] = {
-    "adversarial-mnist": {
-        "title": "MNIST 0 vs 1, MLP 784-256-16: feature-space margin vs input-space attacks",
-        "base": {
-            "data": {"source": "real", "name": "mnist", "data_dir": None, "normalize": "unit", "seed": 0,
-                     "train_per_class": 1000, "test_per_class": 250},
-            "classes": [0, 1],
-            "model": {"name": "mlp", "kwargs": {"hidden": [256, 16], "activations": "relu", "init": "torch"}},
-            "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 20, "batch_size": 64},
-            "attack": {"n_points": 400, "n_train_points": 200,
-                       "linf_eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3], "l2_eps": [0.5, 1.0, 1.5, 2.0, 3.0, 4.0],
-                       "reference_linf": 0.1, "reference_l2": 1.5, "pgd_steps": 20, "step_ratio": 2.5,
-                       "random_start": True, "deepfool_steps": 50, "overshoot": 0.02, "n_quantiles": 5,
-                       "batch_size": 500},
-            "svm": {"soft_C": 1.0},
-            "seeds": [0, 1, 2],
-        },
-        "profiles": {
-            "smoke": {"data": {"train_per_class": 60, "test_per_class": 20},
-                      "model": {"kwargs": {"hidden": [32, 8]}}, "train": {"epochs": 5},
-                      "attack": {"n_points": 30, "n_train_points": 20, "linf_eps": [0.1, 0.3], "l2_eps": [1.0, 3.0],
-                                 "pgd_steps": 5, "deepfool_steps": 20, "n_quantiles": 3},
-                      "seeds": [0]},
-            "quick": {},
-            "paper": {"data": {"train_per_class": None, "test_per_class": None},
-                      "model": {"name": "resnet_mnist",
-                                "kwargs": {"width": 16, "stages": [[8, 32, 1], [16, 64, 1]], "fc_width": 64,
-                                           "transformed_dim": 16}},
-                      "train": {"epochs": 10, "batch_size": 128},
-                      "attack": {"n_points": 1000, "n_train_points": 500, "pgd_steps": 40, "batch_size": 250},
-                      "seeds": [0, 1, 2, 3, 4]},
-        },
-    },
-    "adversarial-digits": {
-        "title": "8x8 digits (sklearn), 10 classes, MLP 64-64-16: feature-space margin vs attacks",
-        "base": {
-            "data": {"source": "real", "name": "digits", "normalize": "unit", "seed": 0,
-                     "train_per_class": None, "test_per_class": None},
-            "classes": list(range(10)),
-            "model": {"name": "mlp", "kwargs": {"hidden": [64, 16], "activations": "relu", "init": "torch"}},
-            "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 60, "batch_size": 32},
-            "attack": {"n_points": 300, "n_train_points": 200,
-                       "linf_eps": [0.02, 0.05, 0.1, 0.15, 0.2, 0.3], "l2_eps": [0.1, 0.25, 0.5, 0.75, 1.0, 1.5],
-                       "reference_linf": 0.1, "reference_l2": 0.5, "pgd_steps": 20, "step_ratio": 2.5,
-                       "random_start": True, "deepfool_steps": 50, "overshoot": 0.02, "n_quantiles": 5,
-                       "batch_size": 500},
-            "svm": {"soft_C": 1.0},
-            "seeds": [0, 1, 2],
-        },
-        "profiles": {
-            "smoke": {"data": {"train_per_class": 20, "test_per_class": 10}, "classes": [0, 1, 2],
-                      "model": {"kwargs": {"hidden": [32, 8]}}, "train": {"epochs": 40, "lr": 1e-2},
-                      "attack": {"n_points": 24, "n_train_points": 20, "linf_eps": [0.1, 0.3], "l2_eps": [0.5, 1.5],
-                                 "pgd_steps": 5, "deepfool_steps": 20, "n_quantiles": 3},
-                      "seeds": [0]},
-            "quick": {},
-            "paper": {"seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], "attack": {"n_points": 360, "pgd_steps": 40}},
-        },
-    },
-}
-"""Adversarial experiments as data: ``{name: {"title", "base", "profiles": {"smoke", "quick", "paper"}}}``."""
+_LINF_EPS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
 
 
-def adversarial_config(name: str, profile: str = "quick",
-                       overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config of a registered adversarial experiment: base, then the profile, then ``overrides``.
+def _settings(p: Profile, *, data: dict[str, Any], classes: list[int], model: dict[str, Any],
+                 train: dict[str, Any], n_points: int, n_train_points: int, l2_eps: list[float], reference_l2: float,
+                 attack_batch_size: int, seeds: list[int]) -> dict[str, Any]:
+    """An adversarial experiment's settings: its data, network, training, attacked points, L2 budgets and seeds
+    around the attacks every adversarial experiment shares (L∞ budgets, PGD and DeepFool settings by profile)."""
+    attack = {"n_points": n_points, "n_train_points": n_train_points,
+              "linf_eps": p.pick(paper=_LINF_EPS, quick=_LINF_EPS, smoke=[0.1, 0.3]), "l2_eps": l2_eps,
+              "reference_linf": 0.1, "reference_l2": reference_l2, "pgd_steps": p.pick(paper=40, quick=20, smoke=5),
+              "step_ratio": 2.5, "random_start": True, "deepfool_steps": p.pick(paper=50, quick=50, smoke=20),
+              "overshoot": 0.02, "n_quantiles": p.pick(paper=5, quick=5, smoke=3), "batch_size": attack_batch_size}
+    return {"data": data, "classes": classes, "model": model, "train": train, "attack": attack,
+            "svm": {"soft_C": 1.0}, "seeds": seeds}
 
-    Parameters
-    ----------
-    name : str
-        A key of :data:`ADVERSARIAL_EXPERIMENTS`.
-    profile : {"smoke", "quick", "paper"}, default="quick"
-    overrides : mapping, optional
-        Nested dict merged last, e.g. ``{"attack": {"n_points": 100}}``.
-    """
-    return resolve_config(ADVERSARIAL_EXPERIMENTS, name, profile, overrides, "adversarial")
+
+@register_settings("adversarial", "adversarial-mnist",
+                   "MNIST 0 vs 1, MLP 784-256-16: feature-space margin vs input-space attacks")
+def _adversarial_mnist(p: Profile) -> dict[str, Any]:
+    l2_eps = [0.5, 1.0, 1.5, 2.0, 3.0, 4.0]
+    return _settings(
+        p, data={"source": "real", "name": "mnist", "data_dir": None, "normalize": "unit", "seed": 0,
+                 "train_per_class": p.pick(paper=None, quick=1000, smoke=60),
+                 "test_per_class": p.pick(paper=None, quick=250, smoke=20)},
+        classes=[0, 1],
+        model=mnist_network(p, 16),
+        train={"optimizer": "adam", "lr": 1e-3, "epochs": p.pick(paper=10, quick=20, smoke=5),
+               "batch_size": p.pick(paper=128, quick=64)},
+        n_points=p.pick(paper=1000, quick=400, smoke=30), n_train_points=p.pick(paper=500, quick=200, smoke=20),
+        l2_eps=p.pick(paper=l2_eps, quick=l2_eps, smoke=[1.0, 3.0]),
+        reference_l2=1.5, attack_batch_size=p.pick(paper=250, quick=500),
+        seeds=p.pick(paper=[0, 1, 2, 3, 4], quick=[0, 1, 2], smoke=[0]))
+
+
+@register_settings("adversarial", "adversarial-digits",
+                   "8x8 digits (sklearn), 10 classes, MLP 64-64-16: feature-space margin vs attacks")
+def _adversarial_digits(p: Profile) -> dict[str, Any]:
+    l2_eps = [0.1, 0.25, 0.5, 0.75, 1.0, 1.5]
+    return _settings(
+        p, data={"source": "real", "name": "digits", "normalize": "unit", "seed": 0,
+                 "train_per_class": p.pick(paper=None, quick=None, smoke=20),
+                 "test_per_class": p.pick(paper=None, quick=None, smoke=10)},
+        classes=p.pick(paper=list(range(10)), quick=list(range(10)), smoke=[0, 1, 2]),
+        model={"name": "mlp", "kwargs": {"hidden": p.pick(paper=[64, 16], quick=[64, 16], smoke=[32, 8]),
+                                         "activations": "relu", "init": "torch"}},
+        train={"optimizer": "adam", "lr": p.pick(paper=1e-3, quick=1e-3, smoke=1e-2),
+               "epochs": p.pick(paper=60, quick=60, smoke=40), "batch_size": 32},
+        n_points=p.pick(paper=360, quick=300, smoke=24), n_train_points=p.pick(paper=200, quick=200, smoke=20),
+        l2_eps=p.pick(paper=l2_eps, quick=l2_eps, smoke=[0.5, 1.5]),
+        reference_l2=0.5, attack_batch_size=500,
+        seeds=p.pick(paper=list(range(10)), quick=[0, 1, 2], smoke=[0]))
 
 
 # ------------------------------------------------------------------------------------ feature margins
@@ -731,12 +707,14 @@ def _mean_std(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _check_config(cfg: Mapping[str, Any]) -> None:
     for key in ("data", "classes", "model", "attack"):
         if key not in cfg:
-            raise ValueError(f"An adversarial config needs {key!r}; start from adversarial_config(<name>, <profile>).")
+            raise ValueError(f"An adversarial config needs {key!r}; start from get_experiment(<name>, <profile>)"
+                             ".settings.")
     att = cfg["attack"]
     for key in ("n_points", "n_train_points", "linf_eps", "l2_eps", "reference_linf", "reference_l2", "pgd_steps",
                 "step_ratio", "random_start", "deepfool_steps", "overshoot", "n_quantiles"):
         if key not in att:
-            raise ValueError(f"attack.{key} is missing from the config; see ADVERSARIAL_EXPERIMENTS for the keys.")
+            raise ValueError(f"attack.{key} is missing from the config; see an adversarial experiment's "
+                             "settings for the keys.")
     if len(cfg["classes"]) < 2:
         raise ValueError(f"classes must hold at least 2 class ids, got {cfg['classes']!r}.")
 
@@ -755,7 +733,7 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
     Parameters
     ----------
     config : dict or str
-        A resolved config (:func:`adversarial_config`) or a name in :data:`ADVERSARIAL_EXPERIMENTS`.
+        A resolved config (``get_experiment(name, profile).settings``) or the name of an adversarial experiment.
     out_dir : path-like or None, default=None
         Run directory (staged in ``<out_dir>.partial``, committed when complete): config.json, points.csv,
         curves.csv, curves_summary.csv, quantiles.csv, quantiles_summary.csv, support_vs_rest.csv,
@@ -781,7 +759,8 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
         (checked before any work; see :class:`~nnboundary.experiments.rundir.RunDir`).
     """
     t0 = time.perf_counter()
-    cfg = adversarial_config(config, profile) if isinstance(config, str) else copy.deepcopy(dict(config))
+    cfg = (get_experiment(config, profile, kind="adversarial").settings if isinstance(config, str)
+           else copy.deepcopy(dict(config)))
     if data_dir is not None:
         cfg.setdefault("data", {})["data_dir"] = str(data_dir)
     _check_config(cfg)
@@ -855,5 +834,3 @@ register_kind(Kind(
     "adversarial", run, _validate_settings,
     flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
            "device": "where to train", "data_dir": "folder with the real data files"}))
-
-register_table("adversarial", ADVERSARIAL_EXPERIMENTS, adversarial_config)

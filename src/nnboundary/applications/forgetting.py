@@ -38,9 +38,9 @@ Protocol
 
 Test data is used for evaluation only; nothing that is trained or selected ever sees it.
 
-Experiments are data: :data:`FORGETTING_EXPERIMENTS` maps a name to a base config and its ``smoke``/``quick``/
-``paper`` overrides; :func:`forgetting_config` resolves one, :func:`run_forgetting` runs it and writes the
-tables and the figure.
+Experiments are registered functions that write their settings once, with ``Profile.pick`` where the ``smoke``/
+``quick``/``paper`` profiles differ; ``get_experiment(name, profile).settings`` resolves one, :func:`run_forgetting`
+runs it and writes the tables and the figure.
 """
 
 from __future__ import annotations
@@ -69,21 +69,21 @@ from nnboundary.applications._common import (
     head_arrays,
     jsonable,
     load_arrays,
-    resolve_config,
+    mnist_network,
     seed_list,
     write_csv,
     write_json,
     write_jsonl,
 )
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
+from nnboundary.experiments.registry import (Kind, KindConfig, Profile, get_experiment, register_kind,
+                                             register_settings)
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir
 from nnboundary.features import extract_features
 from nnboundary.train import TrainConfig, Trainer
 
 __all__ = [
-    "FORGETTING_EXPERIMENTS",
     "MEMORY_STRATEGIES",
     "STRATEGIES",
     "ForgettingResult",
@@ -92,7 +92,6 @@ __all__ = [
     "TaskRecord",
     "TaskSplit",
     "check_tasks",
-    "forgetting_config",
     "herding_selection",
     "load_task_split",
     "make_task_split",
@@ -115,100 +114,55 @@ MEMORY_STRATEGIES: tuple[str, ...] = ("random", "herding", "svm", "random_fc", "
 # --------------------------------------------------------------------------------------- experiments
 _DIGIT_PAIRS = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
 
-FORGETTING_EXPERIMENTS: dict[str, dict[str, Any]] = {
-    "forgetting-digits": {
-        "title": "Class-incremental 8x8 digits (sklearn), 5 tasks of 2 classes, MLP 64-64-16",
-        "base": {
-            "data": {"source": "real", "name": "digits", "normalize": "unit", "seed": 0,
-                     "train_per_class": None, "test_per_class": None},
-            "tasks": _DIGIT_PAIRS,
-            "model": {"name": "mlp", "kwargs": {"hidden": [64, 16], "activations": "relu", "init": "torch"}},
-            "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 30, "batch_size": 32},
-            "memory_per_class": 10,
-            "strategies": list(STRATEGIES),
-            "svm": {"soft_C": 1.0},
-            "consolidation": {"weight": 1.0},
-            "analysis": {"per_class": 60},
-            "seeds": [0, 1, 2],
-        },
-        "profiles": {
-            "smoke": {"data": {"train_per_class": 30, "test_per_class": 15}, "tasks": [[0, 1], [2, 3], [4, 5]],
-                      "train": {"epochs": 3}, "memory_per_class": 4, "analysis": {"per_class": 10}, "seeds": [0]},
-            "quick": {},
-            "paper": {"seeds": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]},
-        },
-    },
-    "forgetting-mnist": {
-        "title": "Class-incremental MNIST, 5 tasks of 2 digits, MLP 784-256-32",
-        "base": {
-            "data": {"source": "real", "name": "mnist", "data_dir": None, "normalize": "unit", "seed": 0,
-                     "train_per_class": 500, "test_per_class": 300},
-            "tasks": _DIGIT_PAIRS,
-            "model": {"name": "mlp", "kwargs": {"hidden": [256, 32], "activations": "relu", "init": "torch"}},
-            "train": {"optimizer": "adam", "lr": 1e-3, "epochs": 8, "batch_size": 64},
-            "memory_per_class": 20,
-            "strategies": list(STRATEGIES),
-            "svm": {"soft_C": 1.0},
-            "consolidation": {"weight": 1.0},
-            "analysis": {"per_class": 100},
-            "seeds": [0, 1, 2],
-        },
-        "profiles": {
-            "smoke": {"data": {"train_per_class": 40, "test_per_class": 20}, "tasks": [[0, 1], [2, 3]],
-                      "model": {"kwargs": {"hidden": [32, 8]}}, "train": {"epochs": 2}, "memory_per_class": 4,
-                      "analysis": {"per_class": 10}, "seeds": [0]},
-            "quick": {},
-            "paper": {"data": {"train_per_class": None, "test_per_class": None},
-                      "model": {"name": "resnet_mnist",
-                                "kwargs": {"width": 16, "stages": [[8, 32, 1], [16, 64, 1]], "fc_width": 64,
-                                           "transformed_dim": 32}},
-                      "train": {"epochs": 5, "batch_size": 128}, "memory_per_class": 50,
-                      "analysis": {"per_class": 200}, "seeds": [0, 1, 2, 3, 4]},
-        },
-    },
-    "forgetting-blobs": {
-        "title": "Three Gaussian blobs, classes {0,1} then {2}; MLP with a 2-unit tanh transformed space",
-        "base": {
-            "data": {"source": "simulated", "name": "three_blobs", "n_samples": 1500, "test_fraction": 0.2,
-                     "seed": 0},
-            "tasks": [[0, 1], [2]],
-            "model": {"name": "mlp", "kwargs": {"hidden": [32, 2], "activations": "tanh", "init": "torch"}},
-            "train": {"optimizer": "adam", "lr": 1e-2, "epochs": 20, "batch_size": 32},
-            "memory_per_class": 5,
-            "strategies": list(STRATEGIES),
-            "svm": {"soft_C": 1.0},
-            "consolidation": {"weight": 1.0},
-            "analysis": {"per_class": 100},
-            "seeds": [0, 1, 2, 3, 4],
-        },
-        "profiles": {
-            "smoke": {"data": {"n_samples": 150}, "train": {"epochs": 3}, "memory_per_class": 3,
-                      "analysis": {"per_class": 20}, "seeds": [0]},
-            "quick": {},
-            "paper": {"data": {"n_samples": 5000}, "train": {"epochs": 50}, "seeds": list(range(10))},
-        },
-    },
-}
-"""Forgetting experiments as data: ``{name: {"title", "base", "profiles": {"smoke", "quick", "paper"}}}``."""
+
+def _settings(*, data: dict[str, Any], tasks: list[list[int]], model: dict[str, Any], train: dict[str, Any],
+                memory_per_class: int, analysis_per_class: int, seeds: list[int]) -> dict[str, Any]:
+    """A forgetting experiment's settings: its data, tasks, network, training, budget and seeds around what every
+    forgetting experiment shares (all strategies, soft-margin C 1, consolidation weight 1)."""
+    return {"data": data, "tasks": tasks, "model": model, "train": train, "memory_per_class": memory_per_class,
+            "strategies": list(STRATEGIES), "svm": {"soft_C": 1.0}, "consolidation": {"weight": 1.0},
+            "analysis": {"per_class": analysis_per_class}, "seeds": seeds}
 
 
-def forgetting_config(name: str, profile: str = "quick", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config of a registered forgetting experiment: base, then the profile's overrides, then ``overrides``.
+@register_settings("forgetting", "forgetting-digits",
+                   "Class-incremental 8x8 digits (sklearn), 5 tasks of 2 classes, MLP 64-64-16")
+def _forgetting_digits(p: Profile) -> dict[str, Any]:
+    return _settings(
+        data={"source": "real", "name": "digits", "normalize": "unit", "seed": 0,
+              "train_per_class": p.pick(paper=None, quick=None, smoke=30),
+              "test_per_class": p.pick(paper=None, quick=None, smoke=15)},
+        tasks=p.pick(paper=_DIGIT_PAIRS, quick=_DIGIT_PAIRS, smoke=[[0, 1], [2, 3], [4, 5]]),
+        model={"name": "mlp", "kwargs": {"hidden": [64, 16], "activations": "relu", "init": "torch"}},
+        train={"optimizer": "adam", "lr": 1e-3, "epochs": p.pick(paper=30, quick=30, smoke=3), "batch_size": 32},
+        memory_per_class=p.pick(paper=10, quick=10, smoke=4), analysis_per_class=p.pick(paper=60, quick=60, smoke=10),
+        seeds=p.pick(paper=list(range(10)), quick=[0, 1, 2], smoke=[0]))
 
-    Parameters
-    ----------
-    name : str
-        A key of :data:`FORGETTING_EXPERIMENTS`.
-    profile : {"smoke", "quick", "paper"}, default="quick"
-    overrides : mapping, optional
-        Nested dict merged last, e.g. ``{"data": {"data_dir": "/data"}, "seeds": [0]}``.
 
-    Returns
-    -------
-    dict
-        Plain JSON-serialisable config with ``name``, ``profile`` and ``title`` filled in.
-    """
-    return resolve_config(FORGETTING_EXPERIMENTS, name, profile, overrides, "forgetting")
+@register_settings("forgetting", "forgetting-mnist", "Class-incremental MNIST, 5 tasks of 2 digits, MLP 784-256-32")
+def _forgetting_mnist(p: Profile) -> dict[str, Any]:
+    return _settings(
+        data={"source": "real", "name": "mnist", "data_dir": None, "normalize": "unit", "seed": 0,
+              "train_per_class": p.pick(paper=None, quick=500, smoke=40),
+              "test_per_class": p.pick(paper=None, quick=300, smoke=20)},
+        tasks=p.pick(paper=_DIGIT_PAIRS, quick=_DIGIT_PAIRS, smoke=[[0, 1], [2, 3]]),
+        model=mnist_network(p, 32),
+        train={"optimizer": "adam", "lr": 1e-3, "epochs": p.pick(paper=5, quick=8, smoke=2),
+               "batch_size": p.pick(paper=128, quick=64)},
+        memory_per_class=p.pick(paper=50, quick=20, smoke=4), analysis_per_class=p.pick(paper=200, quick=100, smoke=10),
+        seeds=p.pick(paper=[0, 1, 2, 3, 4], quick=[0, 1, 2], smoke=[0]))
+
+
+@register_settings("forgetting", "forgetting-blobs",
+                   "Three Gaussian blobs, classes {0,1} then {2}; MLP with a 2-unit tanh transformed space")
+def _forgetting_blobs(p: Profile) -> dict[str, Any]:
+    return _settings(
+        data={"source": "simulated", "name": "three_blobs", "n_samples": p.pick(paper=5000, quick=1500, smoke=150),
+              "test_fraction": 0.2, "seed": 0},
+        tasks=[[0, 1], [2]],
+        model={"name": "mlp", "kwargs": {"hidden": [32, 2], "activations": "tanh", "init": "torch"}},
+        train={"optimizer": "adam", "lr": 1e-2, "epochs": p.pick(paper=50, quick=20, smoke=3), "batch_size": 32},
+        memory_per_class=p.pick(paper=5, quick=5, smoke=3), analysis_per_class=p.pick(paper=100, quick=100, smoke=20),
+        seeds=p.pick(paper=list(range(10)), quick=[0, 1, 2, 3, 4], smoke=[0]))
 
 
 # ----------------------------------------------------------------------------------------- protocol
@@ -835,7 +789,7 @@ def _settings_with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
     cfg = dict(cfg)
     if "tasks" not in cfg or "data" not in cfg or "model" not in cfg:
         raise ValueError("A forgetting config needs 'data', 'tasks' and 'model'; start from "
-                         "forgetting_config(<name>, <profile>).")
+                         "get_experiment(<name>, <profile>).settings.")
     bad = [s for s in cfg.get("strategies", STRATEGIES) if s not in STRATEGIES]
     if bad:
         raise ValueError(f"Unknown strategies {bad}; choose from {list(STRATEGIES)}.")
@@ -851,7 +805,7 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
     Parameters
     ----------
     config : dict or str
-        A resolved config (:func:`forgetting_config`) or the name of one in :data:`FORGETTING_EXPERIMENTS`
+        A resolved config (``get_experiment(name, profile).settings``) or the name of a forgetting experiment
         (then ``profile`` picks the profile).
     out_dir : path-like or None, default=None
         Run directory (staged in ``<out_dir>.partial``, committed when complete): config.json, per_task.csv,
@@ -877,7 +831,8 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
         (checked before any work; see :class:`~nnboundary.experiments.rundir.RunDir`).
     """
     t0 = time.perf_counter()
-    cfg = forgetting_config(config, profile) if isinstance(config, str) else copy.deepcopy(dict(config))
+    cfg = (get_experiment(config, profile, kind="forgetting").settings if isinstance(config, str)
+           else copy.deepcopy(dict(config)))
     if data_dir is not None:
         cfg.setdefault("data", {})["data_dir"] = str(data_dir)
     cfg = _settings_with_defaults(cfg)
@@ -964,5 +919,3 @@ register_kind(Kind(
     "forgetting", run, _validate_settings,
     flags={"seed": "one seed (replaces the profile's seed list)", "force": "replace an earlier run directory",
            "device": "where to train", "data_dir": "folder with the real data files"}))
-
-register_table("forgetting", FORGETTING_EXPERIMENTS, forgetting_config)

@@ -49,26 +49,23 @@ from nnboundary.experiments.images import (
     dead_units_note,
     load_image_data,
     load_trained_model,
-    lookup_profile,
-    resolve_config,
+    QUICK_LABEL,
     run_image_experiment,
     validate_model_section,
     validate_train_section,
     write_json,
-    IMAGE_EXPERIMENTS,
 )
 from nnboundary._jsonio import atomic_write, to_jsonable
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import Kind, KindConfig, register_kind, register_table
+from nnboundary.experiments.registry import (PROFILES, Kind, KindConfig, Profile, experiment_kind, get_experiment,
+                                             register_kind, register_settings)
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
 from nnboundary.train import fit
 
 __all__ = [
-    "BIAS_EXPERIMENTS",
     "HEAD_METRICS",
-    "bias_config",
     "validate_bias_config",
     "run_bias_reinit",
     "compare_heads",
@@ -91,114 +88,63 @@ HEAD_METRICS: tuple[str, ...] = (
 _HEAD_KEYS = {"input", "reinit", "batch_size", "steps", "seeds", "optimizers", "lr_scale"}
 
 _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
-_QUICK_HEAD = {"input": "features", "reinit": "original", "batch_size": None, "steps": 3000, "seeds": [0, 1, 2],
-               "lr_scale": "features",
-               "optimizers": {"sgd": {"lr": 1.0}, "momentum": {"lr": 0.1}, "adam": {"lr": 0.01}}}
 
-BIAS_EXPERIMENTS: dict[str, dict[str, Any]] = {
-    "bias-reinit-mnist01": {
-        "title": "Bias experiment on MNIST 0 vs 1 (ResNet): joint head vs re-initialised head vs SVM",
-        "source": "original_code.md §5.3 (c), §6; checklist item 23; paper.md §6.1",
-        "reference": {"finding": "re-initialised head: direction matches the SVM, boundary shifted towards "
-                                 "the origin cluster (figure NN_transform_reinitailize.png; no numbers)"},
-        "profiles": {
-            "paper": {
-                "label": "paper (original head-only optimizer and lr; GPU-sized network)",
-                "network": {"image_experiment": "mnist01-resnet", "profile": "paper"},
-                "network_seeds": [0],
-                "head": {"input": "features", "reinit": "original", "batch_size": 870, "steps": 39_000,
-                         "seeds": [0, 1, 2, 3, 4], "lr_scale": "none",
-                         "optimizers": {"sgd": {"lr": 1e-4}, "momentum": {"lr": 1e-4}, "adam": {"lr": 1e-4}}},
-                "figure_optimizer": "momentum",
-                "notes": "Head-only training for 3000 of the original's 13-step epochs (39 000 updates of ≈870 "
-                         "images) with lr 1e-4, as in the reinit run of original_code.md §6.",
-            },
-            "quick": {
-                "label": "quick (CPU, reduced)",
-                "network": {"image_experiment": "mnist01-resnet", "profile": "quick"},
-                "network_seeds": [0],
-                "head": _QUICK_HEAD,
-                "figure_optimizer": "momentum",
-                "notes": "The network of mnist01-resnet/quick; heads retrained full-batch for 3000 updates with "
-                         "lrs scaled by the feature size (lr_scale='features').",
-            },
-            "smoke": {
-                "label": "smoke (seconds; tests only)",
-                "network": {"image_experiment": "mnist01-resnet", "profile": "smoke"},
-                "network_seeds": [0],
-                "head": {"input": "model", "reinit": "original", "batch_size": 16, "steps": 10, "seeds": [0, 1],
-                         "lr_scale": "features",
-                         "optimizers": {"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}}},
-                "figure_optimizer": "momentum",
-                "figure": {"resolution": 60, "dpi": 50},
-            },
-        },
-    },
-    "bias-reinit-blobs": {
-        "title": "Bias experiment on two blobs (×100), MLP FC → 2-unit ReLU → head",
-        "source": "checklist items 14 and 23; original_code.md §1.1, §2.2",
-        "reference": {"finding": "not run by the authors on simulated data; the MNIST finding is the reference"},
-        "profiles": {
-            "paper": {
-                "label": "paper-sized (item 14's network and training; head-only as item 23)",
-                "network": {"simulated": {**_BLOBS_DATA, "n_samples": 5000},
-                            "model": {"name": "mlp", "kwargs": {"hidden": [2000, 2], "activations": "relu"}},
-                            "train": {"optimizer": "adam", "lr": 1e-4, "batch_size": 200, "steps": 50_001}},
-                "network_seeds": [0, 1, 2],
-                "head": {"input": "features", "reinit": "original", "batch_size": 200, "steps": 50_000,
-                         "seeds": [0, 1, 2, 3, 4], "lr_scale": "none",
-                         "optimizers": {"sgd": {"lr": 1e-4}, "momentum": {"lr": 1e-4}, "adam": {"lr": 1e-4}}},
-                "figure_optimizer": "momentum",
-            },
-            "quick": {
-                "label": "quick (CPU, reduced)",
-                "network": {"simulated": {**_BLOBS_DATA, "n_samples": 1000},
-                            "model": {"name": "mlp", "kwargs": {"hidden": [100, 2], "activations": "relu"}},
-                            "train": {"optimizer": "adam", "lr": 1e-3, "batch_size": 100, "steps": 3000}},
-                "network_seeds": [0, 1],
-                "head": _QUICK_HEAD,
-                "figure_optimizer": "momentum",
-            },
-            "smoke": {
-                "label": "smoke (seconds; tests only)",
-                "network": {"simulated": {**_BLOBS_DATA, "n_samples": 200},
-                            "model": {"name": "mlp", "kwargs": {"hidden": [16, 2], "activations": "relu"}},
-                            "train": {"optimizer": "adam", "lr": 1e-2, "batch_size": None, "steps": 200}},
-                "network_seeds": [0],
-                "head": {"input": "model", "reinit": "original", "batch_size": 50, "steps": 20, "seeds": [0, 1],
-                         "lr_scale": "features",
-                         "optimizers": {"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}}},
-                "figure_optimizer": "momentum",
-                "figure": {"resolution": 60, "dpi": 50},
-            },
-        },
-    },
-}
-"""Registry entries for the bias experiment: ``name -> {title, source, reference, profiles}``."""
+
+def _settings(p: Profile, *, paper_label: str, network: dict[str, Any], network_seeds: list[int],
+          head_batch_size: int | None, head_steps: int, notes: str | None = None) -> dict[str, Any]:
+    """A bias experiment's settings: its network and head budget around the head retraining every bias experiment
+    shares (paper: the original's lr 1e-4 for all three optimizers; quick: full batch, lrs scaled by the feature
+    size; smoke: through the whole network, small figure)."""
+    head = {"input": p.pick(paper="features", quick="features", smoke="model"), "reinit": "original",
+            "batch_size": head_batch_size, "steps": head_steps,
+            "seeds": p.pick(paper=[0, 1, 2, 3, 4], quick=[0, 1, 2], smoke=[0, 1]),
+            "lr_scale": p.pick(paper="none", quick="features"),
+            "optimizers": p.pick(paper={"sgd": {"lr": 1e-4}, "momentum": {"lr": 1e-4}, "adam": {"lr": 1e-4}},
+                                 quick={"sgd": {"lr": 1.0}, "momentum": {"lr": 0.1}, "adam": {"lr": 0.01}},
+                                 smoke={"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}})}
+    return {"label": p.pick(paper=paper_label, quick=QUICK_LABEL, smoke="smoke (seconds; tests only)"),
+            "network": network, "network_seeds": network_seeds, "head": head, "figure_optimizer": "momentum",
+            **({} if notes is None else {"notes": notes}),
+            **p.pick(paper={}, quick={}, smoke={"figure": {"resolution": 60, "dpi": 50}})}
+
+
+@register_settings("bias", "bias-reinit-mnist01",
+                   "Bias experiment on MNIST 0 vs 1 (ResNet): joint head vs re-initialised head vs SVM",
+                   source="original_code.md §5.3 (c), §6; checklist item 23; paper.md §6.1",
+                   reference={"finding": "re-initialised head: direction matches the SVM, boundary shifted towards "
+                                         "the origin cluster (figure NN_transform_reinitailize.png; no numbers)"})
+def _bias_reinit_mnist01(p: Profile) -> dict[str, Any]:
+    return _settings(
+        p, paper_label="paper (original head-only optimizer and lr; GPU-sized network)",
+        network={"image_experiment": "mnist01-resnet", "profile": p.name}, network_seeds=[0],
+        head_batch_size=p.pick(paper=870, quick=None, smoke=16), head_steps=p.pick(paper=39_000, quick=3000, smoke=10),
+        notes=p.pick(paper="Head-only training for 3000 of the original's 13-step epochs (39 000 updates of ≈870 "
+                           "images) with lr 1e-4, as in the reinit run of original_code.md §6.",
+                     quick="The network of mnist01-resnet/quick; heads retrained full-batch for 3000 updates with "
+                           "lrs scaled by the feature size (lr_scale='features').",
+                     smoke=None))
+
+
+@register_settings("bias", "bias-reinit-blobs", "Bias experiment on two blobs (×100), MLP FC → 2-unit ReLU → head",
+                   source="checklist items 14 and 23; original_code.md §1.1, §2.2",
+                   reference={"finding": "not run by the authors on simulated data; the MNIST finding is the "
+                                         "reference"})
+def _bias_reinit_blobs(p: Profile) -> dict[str, Any]:
+    return _settings(
+        p, paper_label="paper-sized (item 14's network and training; head-only as item 23)",
+        network={"simulated": {**_BLOBS_DATA, "n_samples": p.pick(paper=5000, quick=1000, smoke=200)},
+                 "model": {"name": "mlp", "kwargs": {"hidden": [p.pick(paper=2000, quick=100, smoke=16), 2],
+                                                     "activations": "relu"}},
+                 "train": {"optimizer": "adam", "lr": p.pick(paper=1e-4, quick=1e-3, smoke=1e-2),
+                           "batch_size": p.pick(paper=200, quick=100, smoke=None),
+                           "steps": p.pick(paper=50_001, quick=3000, smoke=200)}},
+        network_seeds=p.pick(paper=[0, 1, 2], quick=[0, 1], smoke=[0]),
+        head_batch_size=p.pick(paper=200, quick=None, smoke=50), head_steps=p.pick(paper=50_000, quick=3000, smoke=20))
 
 
 # ------------------------------------------------------------------------------------------------
-# Config
+# Config validation
 # ------------------------------------------------------------------------------------------------
-def bias_config(name: str, profile: str = "quick", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The resolved, validated configuration of one bias-experiment profile (a fresh copy).
-
-    Parameters
-    ----------
-    name : str
-        A key of :data:`BIAS_EXPERIMENTS`.
-    profile : {"smoke", "quick", "paper"}, default="quick"
-    overrides : dict or None, default=None
-        Merged into the profile recursively, e.g. ``{"head": {"steps": 100}}``.
-
-    Raises
-    ------
-    KeyError
-        Unknown experiment.
-    ExperimentConfigError
-        Unknown profile or invalid configuration.
-    """
-    return resolve_config(BIAS_EXPERIMENTS, name, profile, "bias", overrides, validate_bias_config)
 
 
 def _int_list(value: Any, where: str) -> None:
@@ -213,7 +159,15 @@ def _validate_network(net: Any) -> None:
     if "image_experiment" in net:
         if set(net) - {"image_experiment", "profile"}:
             raise ExperimentConfigError(f"network with image_experiment takes only 'profile'; got {sorted(net)}.")
-        lookup_profile(IMAGE_EXPERIMENTS, net["image_experiment"], net.get("profile", "quick"), "image")
+        try:
+            kind = experiment_kind(net["image_experiment"])
+        except ValueError as err:
+            raise ExperimentConfigError(f"network: {err}") from None
+        if kind != "image":
+            raise ExperimentConfigError(f"network.image_experiment must be an image experiment, got "
+                                        f"{net['image_experiment']!r} ({kind}).")
+        if net.get("profile", "quick") not in PROFILES:
+            raise ExperimentConfigError(f"network.profile must be one of {PROFILES}, got {net['profile']!r}.")
         return
     from nnboundary.data import SIMULATED
 
@@ -237,10 +191,7 @@ def validate_bias_config(cfg: dict[str, Any]) -> None:
         raise ExperimentConfigError(f"config has unknown keys {unknown}; allowed: {sorted(allowed)}.")
     if not isinstance(cfg.get("label"), str) or not cfg["label"]:
         raise ExperimentConfigError(f"label must be a non-empty string, got {cfg.get('label')!r}.")
-    try:
-        _validate_network(cfg.get("network"))
-    except KeyError as err:
-        raise ExperimentConfigError(f"network: {err.args[0]}") from None
+    _validate_network(cfg.get("network"))
     _int_list(cfg.get("network_seeds"), "network_seeds")
     head = cfg.get("head")
     if not isinstance(head, dict) or set(head) - _HEAD_KEYS:
@@ -546,7 +497,7 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
     Parameters
     ----------
     name : str, default="bias-reinit-mnist01"
-        A key of :data:`BIAS_EXPERIMENTS`.
+        A bias experiment (``list_experiments(kind="bias")``).
     profile : {"smoke", "quick", "paper"}, default="quick"
     out_dir : path-like or None, default=None
         Run folder; None: ``runs/<name>-<profile>``.
@@ -561,7 +512,7 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
         A finished :func:`~nnboundary.experiments.images.run_image_experiment` folder whose network to
         use instead of training one (image networks only; one network).
     overrides : dict or None, default=None
-        Merged into the profile (see :func:`bias_config`).
+        Merged into the profile's settings (``get_experiment(name, profile, settings=overrides)``).
     progress : bool, default=False
 
     Returns
@@ -580,7 +531,7 @@ def run_bias_reinit(name: str = "bias-reinit-mnist01", profile: str = "quick",
     nnboundary.data.DatasetNotFoundError
         Image data not found.
     """
-    cfg = bias_config(name, profile, overrides)
+    cfg = get_experiment(name, profile, kind="bias", settings=overrides).settings
     return _run_resolved(cfg, out_dir, seed=seed, device=device, data_dir=data_dir, force=force,
                          model_dir=model_dir, progress=progress)
 
@@ -726,10 +677,8 @@ def bias_report(summary: dict[str, Any], table: pd.DataFrame, per_network: pd.Da
 # Registration: the bias kind and its experiments
 # ------------------------------------------------------------------------------------------------
 register_kind(Kind(
-    "bias", run, validate_bias_config,
+    "bias", run, validate_bias_config, name_key="experiment",
     flags={"seed": "one network seed (replaces network_seeds)", "force": "replace an earlier run directory",
            "device": "where to train", "data_dir": "folder with the real data files",
            "steps": "updates of each retrained head (head.steps)"},
     settings_for={"steps": lambda v: {"head": {"steps": v}}}))
-
-register_table("bias", BIAS_EXPERIMENTS, bias_config)

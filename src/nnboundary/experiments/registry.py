@@ -51,7 +51,7 @@ __all__ = [
     "list_experiments",
     "register_experiment",
     "register_kind",
-    "register_table",
+    "register_settings",
 ]
 
 #: Profile names, cheapest first.
@@ -326,19 +326,22 @@ def _merge_overrides(first: Mapping[str, Any], second: Mapping[str, Any]) -> dic
 
 
 # ---------------------------------------------------------------------------------------------- registry
+_AS_QUICK = object()  # Profile.pick's default for smoke: the quick value
+
+
 @dataclass(frozen=True)
 class Profile:
     """The profile an experiment function is asked for; :meth:`pick` chooses a value by profile name."""
 
     name: str
 
-    def pick(self, *, paper: Any, quick: Any, smoke: Any = None) -> Any:
-        """The value for this profile; ``smoke`` defaults to ``quick`` when not given."""
+    def pick(self, *, paper: Any, quick: Any, smoke: Any = _AS_QUICK) -> Any:
+        """The value for this profile; ``smoke`` defaults to ``quick`` when not given (``smoke=None`` is None)."""
         if self.name == "paper":
             return paper
         if self.name == "quick":
             return quick
-        return quick if smoke is None else smoke
+        return quick if smoke is _AS_QUICK else smoke
 
 
 @dataclass(frozen=True)
@@ -358,7 +361,8 @@ def register_experiment(name: str, summary: str, *, kind: str = "simulated") -> 
 
     ``kind`` names the runner: ``"simulated"`` (an :class:`ExperimentConfig`, run by
     :func:`~nnboundary.experiments.run_experiment`) or a kind registered with :func:`register_kind`
-    (``"image"``, ``"bias"``, ``"forgetting"``, ``"adversarial"``; ``fn`` returns a :class:`KindConfig`).
+    (``"image"``, ``"bias"``, ``"forgetting"``, ``"adversarial"``; ``fn`` returns a :class:`KindConfig`, which
+    :func:`register_settings` builds from the kind's settings dict).
 
     Raises
     ------
@@ -406,16 +410,20 @@ def _entry(name: str) -> _Entry:
     return _EXPERIMENTS[name]
 
 
-def get_experiment(name: str, profile: str = "quick", **overrides: Any) -> ExperimentConfig:
+def get_experiment(name: str, profile: str = "quick", *, kind: str | None = None,
+                   **overrides: Any) -> ExperimentConfig:
     """The resolved config of experiment ``name`` for ``profile``, with ``overrides`` applied.
 
-    A simulated experiment gives an :class:`ExperimentConfig`; the other kinds a :class:`KindConfig`.
+    A simulated experiment gives an :class:`ExperimentConfig`; the other kinds a validated :class:`KindConfig`
+    (overrides as in :meth:`KindConfig.with_overrides`, e.g. ``settings={"train": {"epochs": 2}}``).
 
     Parameters
     ----------
     name : str
         A registered name (see :func:`list_experiments`).
     profile : {"smoke", "quick", "paper"}, default="quick"
+    kind : str or None, default=None
+        The kind ``name`` must be (``"image"``, ...); None accepts any.
     **overrides
         Config fields to replace, e.g. ``steps=50, n_samples=40, seed=3``; the ``*_kwargs`` dicts
         are merged. They apply to every variant of a study.
@@ -423,13 +431,16 @@ def get_experiment(name: str, profile: str = "quick", **overrides: Any) -> Exper
     Raises
     ------
     ValueError
-        Unknown name (close names are suggested) or profile.
+        Unknown name (close names are suggested) or profile, or ``name`` is not of ``kind``.
     TypeError
         An unknown field in ``overrides``.
     FlagNotSupportedError
         An override the experiment's kind cannot honour (named).
     """
     entry = _entry(name)
+    if kind is not None and entry.kind != kind:
+        raise ValueError(f"{name!r} is a {entry.kind} experiment, not of kind {kind!r}; {kind} experiments: "
+                         f"{', '.join(list_experiments(kind=kind))}.")
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
     cfg = entry.fn(Profile(profile))
@@ -467,6 +478,8 @@ class Kind:
     settings_for : dict
         ``steps`` / ``n_samples`` -> ``f(value) -> settings override`` (the one place a flag meets a kind's
         settings).
+    name_key : str, default="name"
+        The settings key that holds the experiment's name (``"experiment"`` for the image and bias kinds).
     merge : callable, default=deep_merge
         ``merge(settings, override) -> settings``; a kind with a rule of its own (the image kind: ``steps``
         and ``epochs`` replace each other) wraps :func:`deep_merge`.
@@ -478,6 +491,7 @@ class Kind:
     flags: Mapping[str, str]
     settings_for: Mapping[str, Callable[[Any], dict[str, Any]]] = field(default_factory=dict)
     merge: Callable[[Mapping[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None
+    name_key: str = "name"
 
     def check_flags(self, experiment: str, given: Mapping[str, Any]) -> None:
         """Raise :class:`FlagNotSupportedError` naming every given flag this kind does not take."""
@@ -501,18 +515,32 @@ def register_kind(kind: Kind) -> Kind:
     return kind
 
 
-def register_table(kind: str, table: Mapping[str, Mapping[str, Any]],
-                   resolve: Callable[[str, str], dict[str, Any]]) -> None:
-    """Register every entry of a kind's table (``{name: {"title": ..., ...}}``) with :func:`register_experiment`;
-    ``resolve(name, profile)`` gives the resolved settings dict of one profile."""
-    for name, entry in table.items():
-        register_experiment(name, entry["title"], kind=kind)(
-            functools.partial(_table_config, kind, entry["title"], resolve, name))
+_SettingsFn = Callable[[Profile], dict[str, Any]]
 
 
-def _table_config(kind: str, title: str, resolve: Callable[[str, str], dict[str, Any]], name: str,
-                  p: Profile) -> KindConfig:
-    return KindConfig(kind, resolve(name, p.name), title=title)
+def register_settings(kind: str, name: str, title: str, **meta: Any) -> Callable[[_SettingsFn], _SettingsFn]:
+    """Decorator: register ``fn(profile) -> settings`` as experiment ``name`` of ``kind`` (the dict kinds' form of
+    :func:`register_experiment`: ``fn`` writes the kind's settings once, with :meth:`Profile.pick` where the
+    profiles differ).
+
+    :func:`get_experiment` gives ``KindConfig(kind, settings, title=title)``, validated by the kind, whose settings
+    are ``fn``'s followed by ``{Kind.name_key: name, "profile": ..., "title": title}`` and ``meta`` (e.g. the
+    ``source`` and ``reference`` of an image experiment), deep-copied: no two configs share a dict.
+    """
+
+    def deco(fn: _SettingsFn) -> _SettingsFn:
+        register_experiment(name, title, kind=kind)(functools.partial(_kind_config, kind, name, title, meta, fn))
+        return fn
+
+    return deco
+
+
+def _kind_config(kind: str, name: str, title: str, meta: Mapping[str, Any], fn: _SettingsFn,
+                 p: Profile) -> KindConfig:
+    spec = get_kind(kind)
+    settings = copy.deepcopy({**fn(p), spec.name_key: name, "profile": p.name, "title": title, **meta})
+    spec.validate(settings)
+    return KindConfig(kind, settings, title=title)
 
 
 def get_kind(name: str) -> Kind:
