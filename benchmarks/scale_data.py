@@ -299,6 +299,11 @@ def cs_margin(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, chunk:
         W, b = np.vstack([-W[0] / 2, W[0] / 2]), np.array([-b[0] / 2, b[0] / 2])
     W = W - W.mean(0)
     b = b - b.mean()
+    return functional_margin(H, y, W, b, chunk) / float(np.linalg.norm(W))
+
+
+def functional_margin(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, chunk: int = 20_000) -> float:
+    """min over (i, k ≠ yᵢ) of (w_y − w_k)·hᵢ + b_y − b_k, in chunks of ``chunk`` rows."""
     worst = np.inf
     for s in range(0, len(y), chunk):
         sc = H[s:s + chunk] @ W.T + b
@@ -307,7 +312,7 @@ def cs_margin(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, chunk:
         true = sc[r, yi].copy()
         sc[r, yi] = -np.inf
         worst = min(worst, float((true[:, None] - sc).min()))
-    return worst / float(np.linalg.norm(W))
+    return worst
 
 
 # ----------------------------------------------------------------------------------------------------------------

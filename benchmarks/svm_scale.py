@@ -239,19 +239,6 @@ def as_rows(coef: np.ndarray, intercept: np.ndarray, n_classes: int) -> tuple[np
     return coef - coef.mean(0), intercept - intercept.mean()
 
 
-def functional_margin(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, chunk: int = 20_000) -> float:
-    """min over (i, k ≠ yᵢ) of (w_y − w_k)·hᵢ + b_y − b_k."""
-    worst = np.inf
-    for s in range(0, len(y), chunk):
-        sc = H[s:s + chunk] @ W.T + b
-        yi = y[s:s + chunk]
-        r = np.arange(len(yi))
-        true = sc[r, yi].copy()
-        sc[r, yi] = -np.inf
-        worst = min(worst, float((true[:, None] - sc).min()))
-    return worst
-
-
 def angle_deg(A: np.ndarray, B: np.ndarray) -> float:
     cos = float((A * B).sum() / (np.linalg.norm(A) * np.linalg.norm(B)))
     return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
@@ -321,7 +308,7 @@ class Runner:
             row = {"case": case, "label": label, "n": n, "d": d, "K": K, **res}
             if coef is not None:
                 W, b = as_rows(coef["coef"], coef["intercept"], K)
-                f = functional_margin(H, y, W, b)
+                f = scale_data.functional_margin(H, y, W, b)
                 row["margin"] = f / float(np.linalg.norm(W))
                 row["max_violation_recomputed"] = max(0.0, 1.0 - f)
                 row["max_violation"] = res.get("max_violation_own", row["max_violation_recomputed"])
