@@ -262,3 +262,33 @@ def test_features_on_an_accelerator_are_checked_where_they_live(multiclass, K, m
     assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 1 - 1e-9
     labels = torch.as_tensor(y)
     assert (on_device.predict(X) == y).all() and MaxMarginClassifier().fit(torch.as_tensor(X), labels).max_violation_ <= 1e-8
+
+
+def test_the_dual_regime_loop_reaches_a_certificate_from_a_poor_seed(monkeypatch):
+    """With a random first working set, tight top-ups and one-round pruning, no unit may cycle in and out of the
+    working set (a unit that comes back stays), and the loop ends with the certified solution."""
+    import nnboundary.svm._working_set as working_set
+    X, y = collapse_like(1500, 10, 6, seed=11)
+    monkeypatch.setattr(working_set, "_PRIMAL_VARIABLES", 10)  # the dual regime at a small size
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(working_set, "approximate_solution",
+                        lambda problem, C, tight: (rng.normal(size=(problem.n_blocks, problem.n_features)),
+                                                   np.zeros(problem.n_blocks)))
+    sets = []
+    real = working_set.solve_restricted
+
+    def recording(problem, units, C, tol):
+        sets.append(set(units.tolist()))
+        return real(problem, units, C, tol)
+    monkeypatch.setattr(working_set, "solve_restricted", recording)
+    clf = MaxMarginClassifier(max_rounds=40).fit(X, y)
+    sets = list(sets)  # this fit's working sets only
+    monkeypatch.undo()
+    reference = MaxMarginClassifier().fit(X, y)
+    assert clf.max_violation_ <= clf.tol and len(sets) < 40
+    assert np.allclose(clf.coef_, reference.coef_, rtol=1e-6, atol=1e-7 * np.abs(reference.coef_).max())
+    removals = {}
+    for before, after in zip(sets, sets[1:]):
+        for unit in before - after:
+            removals[unit] = removals.get(unit, 0) + 1
+    assert max(removals.values(), default=0) <= 1  # nobody leaves twice

@@ -102,6 +102,11 @@ def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | Non
     below = int((g < _SEED_MARGIN).sum()) if _dual_regime(problem) else size
     take = int(min(max(below, min(size // 4, 500), 1), size, valid.sum()))
     units = np.argpartition(g, take - 1)[:take] if take < len(g) else np.flatnonzero(valid)
+    if problem.n_blocks > 1:  # every class constrained from the start: its smallest-margin unit, as the true class
+        table = g.reshape(problem.n_samples, per).min(1)
+        order = np.lexsort((table, problem.y))
+        first = order[np.r_[0, np.flatnonzero(np.diff(problem.y[order])) + 1]]
+        units = np.concatenate([units, first * per + g.reshape(problem.n_samples, per)[first].argmin(1)])
     return np.unique(units)
 
 
@@ -113,7 +118,9 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
 
     To keep each QP small, units that stayed inactive (zero multiplier, margin above 1) for three rounds in a row
     leave the working set (in the dual regime after one round when their margin exceeds 1 + 1e-3); they are
-    checked again every round like every other point and come back if violated. Dropping stops after ``max_rounds // 2`` rounds, so the set then only grows and the loop ends.
+    checked again every round like every other point and come back if violated, and a unit that comes back
+    stays (so no unit cycles in and out). Dropping stops after ``max_rounds // 2`` rounds, so the set then only
+    grows and the loop ends.
 
     Time per round: one pass over all points (O(n·K·d)) plus the restricted QP; memory O(n·K) for the margin
     table plus the QP's (see ``_qp.restricted_costs``).
@@ -123,6 +130,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     valid = problem.valid_units()
     S = seed_units(problem, seed_size, init_samples, C)
     idle = np.zeros(len(S), dtype=np.int64)  # consecutive rounds each unit of S was inactive
+    dropped = np.zeros(valid.size, dtype=bool)  # units that left S once: if they come back, they stay
     rounds = 0
     while True:
         rounds += 1
@@ -149,7 +157,8 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         inactive = (qp.alpha <= 1e-9 * max(qp.alpha.max(), 1e-300)) & (slack_in_S < -1e-6)
         idle = np.where(inactive, idle + 1, 0)
         clear = inactive & (slack_in_S < -_CLEARLY_INACTIVE) & _dual_regime(problem)  # far above: no need to wait
-        keep = ((idle < 3) & ~clear) if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
+        keep = ((idle < 3) & ~clear) | dropped[S] if rounds <= max_rounds // 2 else np.ones(len(S), dtype=bool)
+        dropped[S[~keep]] = True
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
 
