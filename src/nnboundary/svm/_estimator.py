@@ -263,6 +263,10 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                                   init_samples=init, progress=self._round_reporter(what))
         result = self._solve_soft_as_hard(solve, problem, C) if C is not None and C >= _C_LARGE else None
         if result is None:
+            if C is not None and float(self.C) * scale * scale > _C_LIMIT:
+                warnings.warn(f"C={self.C:g} is beyond what float64 resolves for these non-separable features; the "
+                              f"soft margin is solved with C={_C_LIMIT / (scale * scale):.3g} (the hinge term then "
+                              "dominates just as much).", UserWarning, stacklevel=4)
             result = solve(C=C)
         if result.infeasible and C is None:
             raise self._not_separable(what, "Clarabel returned an infeasibility certificate for a subset of the "
