@@ -68,7 +68,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -186,17 +185,11 @@ def _settings_hash(settings: dict) -> str:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
+    """np.savez through nnboundary's atomic writer (temp file, fsync, os.replace)."""
+    from nnboundary._jsonio import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: np.savez(fh, **arrays), binary=True)
 
 
 def _train_mnist(settings: dict, log=print) -> dict:

@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nnboundary.svm._backend import DeviceFeatures, is_device_array, to_host
-from nnboundary.svm._memory import check_memory
+from nnboundary.svm._memory import FALLBACK_BYTES, check_memory
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._qp import QPSolverError
 from nnboundary.svm._separability import is_separable, lp_bytes
@@ -40,7 +40,6 @@ def _as_indices(init_support) -> np.ndarray:
                      "Pass e.g. a previous fit's support_.")
 
 
-_LP_BYTES = 2.0 * 2 ** 30  # the whole-problem separability LP is asked only when it fits in this
 _C_LARGE = 1e8   # from here on (solver units), a soft margin is tried as a hard one first (exact when it applies)
 _C_LIMIT = 1e15  # larger C is solved as this one (a soft margin whose multipliers exceed it is numerically hard)
 
@@ -275,7 +274,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             raise QPSolverError(f"The QP solvers could not solve the soft-margin problem for {what} (C={self.C}): "
                                 "the features are too badly conditioned. Standardise them, or use a smaller C.")
         certified = result.converged and result.max_violation <= self.tol
-        if not certified and self.C is None and lp_bytes(problem) <= _LP_BYTES and not is_separable(problem):
+        if not certified and self.C is None and lp_bytes(problem) <= FALLBACK_BYTES and not is_separable(problem):
             # a QP solver may stop on an infeasible problem without saying so (Clarabel's AlmostSolved): the LP
             # decides (when it fits in memory; otherwise the warning below says the fit is uncertified)
             raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["InsufficientMemoryError", "available_bytes", "check_memory", "format_bytes"]
+__all__ = ["FALLBACK_BYTES", "InsufficientMemoryError", "available_bytes", "check_memory", "format_bytes"]
+
+#: Memory a fallback solver (the other interior-point method, Clarabel, the separability LP) may take; beyond it the
+#: fallback is not tried and the fit says why instead.
+FALLBACK_BYTES = 2.0 * 2 ** 30
 
 
 class InsufficientMemoryError(MemoryError):

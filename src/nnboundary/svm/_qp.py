@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from nnboundary.svm._dual import solve_dual_ipm
 from nnboundary.svm._ipm import solve_ipm
-from nnboundary.svm._memory import check_memory
+from nnboundary.svm._memory import FALLBACK_BYTES, check_memory
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._separability import is_separable, lp_bytes
 
@@ -74,16 +74,16 @@ def solve_restricted(problem: MarginProblem, units: np.ndarray, C: float | None,
     solved = _SOLVERS[first](problem, units, C, accuracy)
     if solved is not None:
         return solved
-    clarabel_fits = costs["primal"][1] <= _FALLBACK_BYTES
+    clarabel_fits = costs["primal"][1] <= FALLBACK_BYTES
     if clarabel_fits and C is None:  # most often an infeasible subset: Clarabel's certificate decides
         return solve_clarabel(problem, units, C, tol)
-    if costs[other][1] <= _FALLBACK_BYTES:
+    if costs[other][1] <= FALLBACK_BYTES:
         solved = _SOLVERS[other](problem, units, C, accuracy)
         if solved is not None:
             return solved
     if clarabel_fits:
         return solve_clarabel(problem, units, C, tol)
-    if C is None and lp_bytes(problem, units) <= _FALLBACK_BYTES and not is_separable(problem, units):
+    if C is None and lp_bytes(problem, units) <= FALLBACK_BYTES and not is_separable(problem, units):
         K, d = problem.n_blocks, problem.n_features
         return QPSolution(np.zeros((K, d)), np.zeros(K), np.zeros(len(units)), np.empty(0, dtype=np.int64),
                           np.zeros(0), _LP_INFEASIBLE, 0)
@@ -140,7 +140,6 @@ def _solve_dual(problem: MarginProblem, units: np.ndarray, C: float | None, accu
 
 
 _SOLVERS = {"primal": _solve_primal, "dual": _solve_dual}
-_FALLBACK_BYTES = 2.0 * 2 ** 30
 
 
 def solve_clarabel(problem: MarginProblem, units: np.ndarray, C: float | None, tol: float) -> QPSolution:
