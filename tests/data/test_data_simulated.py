@@ -342,3 +342,47 @@ def test_dataset_validates_shapes():
         Dataset(X=np.zeros((5, 2)), y=np.zeros(4), name="bad")
     with pytest.raises(ValueError, match="integers"):
         Dataset(X=np.zeros((2, 2)), y=np.array([0.5, 1.0]), name="bad")
+
+
+# --------------------------------------------------------------------------- cs_ovr_blobs ("which SVM?")
+def _cs_ovr_angle(X: np.ndarray, y: np.ndarray) -> float:
+    """Angle (degrees) between the hard-margin Crammer-Singer and one-vs-rest SVM directions of (X, y)."""
+    from nnboundary.metrics import direction_angle
+    from nnboundary.svm import MaxMarginClassifier
+
+    cs = MaxMarginClassifier(C=None, multiclass="crammer_singer").fit(X, y)
+    ovr = MaxMarginClassifier(C=None, multiclass="ovr").fit(X, y)
+    return direction_angle(np.atleast_2d(cs.coef_), np.atleast_2d(ovr.coef_))
+
+
+@pytest.mark.parametrize("name, dim", [("cs_ovr_blobs", 2), ("cs_ovr_blobs_16d", 16)])
+def test_cs_ovr_blobs_are_seeded_with_the_right_shapes(name: str, dim: int) -> None:
+    a, b = make_simulated(name, n_samples=203, seed=4), make_simulated(name, n_samples=203, seed=4)
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.y, b.y)
+    assert not np.array_equal(a.X, make_simulated(name, n_samples=203, seed=5).X)
+    assert a.X.shape == (203, dim) and a.name == name
+    assert a.class_counts.tolist() == [51, 51, 51, 50]
+    assert a.params["linearly_separable"] is True and a.params["dim"] == dim
+    # every point within truncate * std of its class centre (centres in the first two coordinates)
+    centres = np.zeros((4, dim))
+    centres[:, :2] = a.params["centers"]
+    radius = a.params["truncate"] * np.asarray(a.params["stds"])
+    assert np.all(np.linalg.norm(a.X - centres[a.y], axis=1) <= radius[a.y] + 1e-12)
+
+
+@pytest.mark.parametrize("name", ["cs_ovr_blobs", "cs_ovr_blobs_16d"])
+def test_cs_ovr_blobs_crammer_singer_and_ovr_differ(name: str) -> None:
+    ds = make_simulated(name, n_samples=200, seed=0)
+    assert _cs_ovr_angle(ds.X, ds.y) >= 10.0
+
+
+def test_a_symmetric_layout_does_not_separate_the_two_svms() -> None:
+    # the control: equal spreads and near-equidistant centres give nearly the same CS and OvR directions, so the
+    # assertion above is a property of the cs_ovr layout, not of any four blobs
+    ds = make_three_blobs(300, seed=0)
+    assert _cs_ovr_angle(ds.X, ds.y) < 10.0
+    with pytest.raises(ValueError, match="far_std"):
+        make_simulated("cs_ovr_blobs", far_std=0.0)
+    with pytest.raises(ValueError, match="dim"):
+        make_simulated("cs_ovr_blobs", dim=1)

@@ -15,6 +15,8 @@ Registry names (see :data:`SIMULATED` and :func:`make_simulated`):
 ============================  ==================================================================
 ``blobs``                     two Gaussian blobs, truncated so they are always separable
 ``three_blobs``               three Gaussian blobs (3 classes)
+``cs_ovr_blobs``              four blobs, three tight + one far and wide: Crammer–Singer ≠ one-vs-rest
+``cs_ovr_blobs_16d``          the same four blobs in 16 dimensions
 ``plate``                     uniform square, linear ground truth, diagonal margin band removed
 ``disc``                      uniform square, inside vs outside a circle (not linearly separable)
 ``difficult_sectors``         two quarter annuli, separable with a tiny margin
@@ -51,6 +53,7 @@ __all__ = [
     "make_sectors_not_separable",
     "make_simulated",
     "make_three_blobs",
+    "make_cs_ovr_blobs",
     "make_two_blobs",
 ]
 
@@ -239,6 +242,72 @@ def make_three_blobs(n_samples: int = 5000, *,
         ``X`` of shape (n_samples, 2), ``y`` in {0, 1, 2}, ``name="three_blobs"``.
     """
     return _blobs("three_blobs", "make_three_blobs", n_samples, centers, std, truncate, scale, seed)
+
+
+def make_cs_ovr_blobs(n_samples: int = 800, *, dim: int = 2, far: float = 5.0, near_std: float = 0.2,
+                      far_std: float = 0.8, truncate: float = 3.0, scale: float = 1.0, seed: Seed = 0) -> Dataset:
+    """Four blobs whose Crammer–Singer and one-vs-rest SVMs differ ("cs_ovr_blobs"; the "which SVM?" experiment).
+
+    Distribution: class k ~ N(c_k, s_k² I_dim) truncated at ``truncate * s_k`` from c_k, with centres
+    c_0 = (0, 0), c_1 = (2, 0), c_2 = (0, 2) and c_3 = (far, far) in the first two coordinates (zeros in the
+    other ``dim - 2``) and spreads s_0 = s_1 = s_2 = ``near_std``, s_3 = ``far_std``: three tight classes close
+    together and a fourth far away and wide. Sizes ``n // 4`` each (remainder to the first classes).
+
+    Why the two SVMs differ: one-vs-rest fits each class against the union of the others, so the far wide class
+    pulls the three near classes' hyperplanes towards itself, while Crammer–Singer fits the pairwise margins
+    jointly; a symmetric layout (equal spreads, equilateral centres) makes them nearly agree. With the defaults
+    the angle between the two SVM directions on the inputs is about 40° in 2-D (measured on seed 0); the tests
+    assert >= 10°.
+
+    Label rule: index of the blob a point was drawn from.
+
+    Separability: the truncated blobs are balls of radius ``truncate * s_k``; when every two are disjoint each
+    lies in its own power-diagram cell (weights r_k²), so the classes are linearly separable by an argmax
+    (Crammer–Singer) — ``params["linearly_separable"]`` is True then. One-vs-rest separability is not
+    guaranteed by this rule (it holds for the defaults: class 1 and 2 sit off the line from class 0 to 3).
+
+    Parameters
+    ----------
+    n_samples : int, default=800
+    dim : int, default=2
+        Input dimension (>= 2); ``cs_ovr_blobs_16d`` uses 16.
+    far : float, default=5.0
+        The far class's centre is (far, far, 0, ...).
+    near_std, far_std : float, default=0.2 and 0.8
+    truncate : float, default=3.0
+        Truncation radius in units of each class's std.
+    scale : float, default=1.0
+    seed : int or numpy.random.Generator, default=0
+
+    Returns
+    -------
+    Dataset
+        ``X`` of shape (n_samples, dim), ``y`` in {0, 1, 2, 3}, ``name="cs_ovr_blobs"``.
+
+    Examples
+    --------
+    >>> ds = make_cs_ovr_blobs(40, dim=16, seed=0)
+    >>> ds.X.shape, ds.class_counts.tolist()
+    ((40, 16), [10, 10, 10, 10])
+    """
+    n = _check_positive_int(n_samples, "n_samples", minimum=4)
+    d = _check_positive_int(dim, "dim", minimum=2)
+    scale = _check_scale(scale)
+    for value, what in ((near_std, "near_std"), (far_std, "far_std"), (truncate, "truncate"), (far, "far")):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{what} must be a finite number > 0, got {value!r}.")
+    C = np.zeros((4, d))                                                  # (4, dim)
+    C[:, :2] = [(0.0, 0.0), (2.0, 0.0), (0.0, 2.0), (far, far)]
+    stds = np.array([near_std, near_std, near_std, far_std], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    counts = _split_counts(n, [1.0] * 4)
+    X, y = _stack([_truncated_gaussian(rng, m, c, s, truncate) for m, c, s in zip(counts, C, stds)], rng)
+    radii = truncate * stds
+    disjoint = all(np.linalg.norm(C[i] - C[j]) > radii[i] + radii[j] for i in range(4) for j in range(i + 1, 4))
+    params = {"generator": "make_cs_ovr_blobs", "n_samples": n, "dim": d, "centers": C[:, :2].tolist(),
+              "stds": stds.tolist(), "truncate": float(truncate), "scale": scale, "seed": _seed_param(seed),
+              "linearly_separable": True if disjoint else None, "n_classes": 4}
+    return _dataset("cs_ovr_blobs", X, y, scale, params)
 
 
 # --------------------------------------------------------------------------- plate and disc
@@ -594,6 +663,9 @@ def _preset(base: Callable[..., Dataset], name: str, summary: str, **defaults: A
 SIMULATED: dict[str, Callable[..., Dataset]] = {
     "blobs": make_two_blobs,
     "three_blobs": make_three_blobs,
+    "cs_ovr_blobs": make_cs_ovr_blobs,
+    "cs_ovr_blobs_16d": _preset(make_cs_ovr_blobs, "cs_ovr_blobs_16d",
+                                "The four cs_ovr_blobs in 16 dimensions (the D >= 16 geometry).", dim=16),
     "plate": make_plate,
     "disc": make_disc,
     "difficult_sectors": make_difficult_sectors,

@@ -276,3 +276,27 @@ def _architectures(p: Profile) -> ExperimentConfig:
         paper_ref="§8 item 4 (blobs_fc_vs_conv_adam: 1 FC, 2 FC, FC2000 + Conv1D k10 x 32, Adam 1e-4, batch 20)",
         claim="The input-space boundary is close to the SVM's for all three architectures.",
         notes="FC+Conv1D's transformed space has fc_width x channels dimensions (64 000 in the paper).")
+
+
+# ------------------------------------------------------------------------------------ which SVM / which bias
+@register_experiment("multiclass-cs-vs-ovr",
+                     "Which multi-class SVM? 4 blobs (3 tight + 1 far, wide): last layer vs Crammer-Singer AND OvR, "
+                     "in a 2-D and a 16-D transformed space")
+def _multiclass_cs_vs_ovr(p: Profile) -> ExperimentConfig:
+    width = p.pick(paper=2000, quick=100, smoke=8)
+    return ExperimentConfig(
+        data="cs_ovr_blobs", n_samples=p.pick(paper=2000, quick=400, smoke=80),
+        model="mlp", model_kwargs={"hidden": [width, 2], "activations": "relu"},
+        optimizer="adam", lr=p.pick(paper=1e-4, quick=1e-2, smoke=1e-2),
+        steps=_steps(p, 50_000, 2000), batch_size=None, dtype="float64",
+        svm_multiclass=("crammer_singer", "ovr"),
+        plots=_BASIC_PLOTS, track=_study_track(p),
+        variants=(Variant("2d", {}),
+                  Variant("16d", {"model_kwargs": {"hidden": [width, 16], "activations": "relu"}})),
+        paper_ref="Not in the original (its three-blobs notebook drew a one-vs-rest LinearSVC); issue 13",
+        claim=("Multi-class: the last layer converges to the Crammer-Singer SVM of its features (the argmax "
+               "max-margin problem that gradient descent on cross-entropy solves), not to the one-vs-rest SVMs. "
+               "The blobs are laid out so that the two differ by >= 10 degrees."),
+        notes=("Variant 2d: FC(W) -> FC(2, tanh), a drawable transformed space; variant 16d: FC(W) -> FC(16, tanh). "
+               "Rows '<variant>/crammer_singer' and '<variant>/ovr' give the angle of the same last layer to each "
+               "SVM; the CS-vs-OvR angle of the features is in cs_ovr_angle_deg."))

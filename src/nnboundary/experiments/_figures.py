@@ -20,9 +20,10 @@ from torch import nn
 from nnboundary import metrics as M
 from nnboundary import plot as P
 from nnboundary.experiments._hooks import analysis_view, load_snapshot, snapshot_steps
+from nnboundary.plot.regions import plot_nn_vs_svms
 
 __all__ = ["FigureInfo", "InputSVM", "nn_predictor", "input_agreement", "draw_training_data", "draw_input_space",
-           "draw_transformed", "draw_alignment", "draw_snapshots", "draw_sv_vs_loss"]
+           "draw_transformed", "draw_transformed_svms", "draw_alignment", "draw_snapshots", "draw_sv_vs_loss"]
 
 _DPI = 100
 
@@ -117,6 +118,35 @@ def draw_transformed(analysis: Any, label: str, resolution: int, fig_dir: Path, 
                             dpi=_DPI)
     return [FigureInfo("transformed", _rel(path, run_dir),
                        f"Transformed space (last hidden layer, 2 units){mc}: SVM | NN | both boundaries.")]
+
+
+_SVM_NAMES = {"crammer_singer": "Crammer-Singer", "ovr": "one-vs-rest"}
+
+
+def draw_transformed_svms(analyses: dict[str, Any], resolution: int, fig_dir: Path, prefix: str,
+                          run_dir: Path) -> list[FigureInfo]:
+    """Every multi-class SVM of the same 2-D features against the one last layer (skipped for one SVM or D != 2).
+
+    ``analyses`` maps ``"crammer_singer"`` / ``"ovr"`` to the analyses of the same network (same features, same
+    head); the figure shows each SVM's regions and an overlay of the NN's and all SVMs' boundaries, titled with
+    the layer's angle to each SVM and the angle between the SVMs.
+    """
+    if len(analyses) < 2:
+        return []
+    first = next(iter(analyses.values()))
+    if first.features.shape[1] != 2:
+        return []
+    svms = [(_SVM_NAMES.get(mc, mc), a.svm_coef, a.svm_intercept) for mc, a in analyses.items()]
+    angles = ", ".join(f"{_SVM_NAMES.get(mc, mc)} {a.summary['angle_deg']:.1f}°" for mc, a in analyses.items())
+    (_, V1, _), (_, V2, _) = svms[:2]
+    between = M.direction_angle(np.atleast_2d(V1), np.atleast_2d(V2))
+    path = plot_nn_vs_svms(first.nn_coef, first.nn_intercept, svms, first.features, first.labels, first.support,
+                           fig_dir / f"{prefix}transformed_svms.png", resolution=resolution,
+                           title=f"NN to {angles}\n(SVMs {between:.1f}° apart)", dpi=_DPI)
+    return [FigureInfo("transformed", _rel(path, run_dir),
+                       f"Transformed space (2 units): {' | '.join(s[0] for s in svms)} SVM regions, and all "
+                       f"boundaries with the NN's; last layer's angle to {angles}; the SVMs are {between:.1f}° "
+                       "apart.")]
 
 
 def draw_alignment(records: list[dict[str, Any]], title: str, fig_dir: Path, prefix: str,

@@ -66,6 +66,9 @@ from nnboundary.train import fit
 
 __all__ = [
     "HEAD_METRICS",
+    "JOINT_METRICS",
+    "HEAD_LENGTHS",
+    "length_rows",
     "validate_bias_config",
     "run_bias_reinit",
     "compare_heads",
@@ -85,9 +88,18 @@ HEAD_METRICS: tuple[str, ...] = (
     "margin_ratio", "margin_ratio_reg", "test_accuracy", "accuracy", "loss", "agreement_test", "weight_norm",
     "bias_norm",
 )
-_HEAD_KEYS = {"input", "reinit", "batch_size", "steps", "seeds", "optimizers", "lr_scale"}
+#: Numbers of a retrained head against the jointly trained head of the same network (``bias_runs.csv``).
+JOINT_METRICS: tuple[str, ...] = ("angle_to_joint_deg", "offset_minus_joint", "offset_reg_minus_joint")
+_HEAD_KEYS = {"input", "reinit", "batch_size", "steps", "seeds", "optimizers", "lr_scale", "dtype"}
+_SPEC_KEYS = {"lengths", "dtype"}  # keys of an optimizer's spec that are not training settings
 
 _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
+
+
+#: The head-training-length study (issue 13): a re-initialised head trained full batch in float64 with the loss-based
+#: step size for each of these lengths, one result row per length (condition ``reinit-loss_based@<steps>``).
+HEAD_LENGTHS: tuple[int, ...] = (1_000, 10_000, 100_000)
+_LENGTH_STUDY = {"lr": 1.0, "lengths": list(HEAD_LENGTHS), "dtype": "float64", "batch_size": None}
 
 
 def _settings(p: Profile, *, paper_label: str, network: dict[str, Any], network_seeds: list[int],
@@ -99,7 +111,8 @@ def _settings(p: Profile, *, paper_label: str, network: dict[str, Any], network_
             "batch_size": head_batch_size, "steps": head_steps,
             "seeds": p.pick(paper=[0, 1, 2, 3, 4], quick=[0, 1, 2], smoke=[0, 1]),
             "lr_scale": p.pick(paper="none", quick="features"),
-            "optimizers": p.pick(paper={"sgd": {"lr": 1e-4}, "momentum": {"lr": 1e-4}, "adam": {"lr": 1e-4}},
+            "optimizers": p.pick(paper={"sgd": {"lr": 1e-4}, "momentum": {"lr": 1e-4}, "adam": {"lr": 1e-4},
+                                        "loss_based": _LENGTH_STUDY},
                                  quick={"sgd": {"lr": 1.0}, "momentum": {"lr": 0.1}, "adam": {"lr": 0.01}},
                                  smoke={"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}})}
     return {"label": p.pick(paper=paper_label, quick=QUICK_LABEL, smoke="smoke (seconds; tests only)"),
@@ -203,12 +216,32 @@ def validate_bias_config(cfg: dict[str, Any]) -> None:
     if head.get("lr_scale", "none") not in ("none", "features"):
         raise ExperimentConfigError(f"head.lr_scale must be 'none' or 'features', got {head.get('lr_scale')!r}.")
     _int_list(head.get("seeds"), "head.seeds")
+    if head.get("dtype", "float32") not in ("float32", "float64"):
+        raise ExperimentConfigError(f"head.dtype must be 'float32' or 'float64', got {head.get('dtype')!r}.")
+    if head.get("dtype", "float32") == "float64" and head.get("input", "features") != "features":
+        raise ExperimentConfigError("head.dtype='float64' needs head.input='features' (a float64 copy of the whole "
+                                    "network would not be bit-identical to the float32 feature map).")
     opts = head.get("optimizers")
     if not isinstance(opts, dict) or not opts:
         raise ExperimentConfigError("head.optimizers must map optimizer names to {'lr': ...}.")
     for opt, spec in opts.items():
+        if not isinstance(spec, dict):
+            raise ExperimentConfigError(f"head.optimizers.{opt} must be a dict such as {{'lr': 0.1}}, got {spec!r}.")
+        dtype = spec.get("dtype", head.get("dtype", "float32"))
+        if dtype not in ("float32", "float64"):
+            raise ExperimentConfigError(f"head.optimizers.{opt}.dtype must be 'float32' or 'float64', got {dtype!r}.")
+        if dtype == "float64" and head.get("input", "features") != "features":
+            raise ExperimentConfigError(f"head.optimizers.{opt}.dtype='float64' needs head.input='features' (a "
+                                        "float64 copy of the whole network would not match the float32 feature map).")
+        if "lengths" in spec:
+            lengths = spec["lengths"]
+            _int_list(lengths, f"head.optimizers.{opt}.lengths")
+            if 0 in lengths or len(set(lengths)) != len(lengths):
+                raise ExperimentConfigError(f"head.optimizers.{opt}.lengths must be distinct step counts >= 1, "
+                                            f"got {lengths!r}.")
+        train = {k: v for k, v in spec.items() if k not in _SPEC_KEYS}
         validate_train_section({"optimizer": opt, "steps": head.get("steps"), "batch_size": head.get("batch_size"),
-                                **spec}, f"head.optimizers.{opt}")
+                                **train}, f"head.optimizers.{opt}")
     if cfg.get("figure_optimizer", next(iter(opts))) not in opts:
         raise ExperimentConfigError(f"figure_optimizer must be one of {sorted(opts)}, got {cfg['figure_optimizer']!r}.")
     fig = cfg.get("figure", {})
@@ -283,7 +316,8 @@ def _scaled_lr(lr: float, optimizer: str, H: np.ndarray, rule: str) -> float:
 def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, X: Any = None,
                optimizer: str, lr: float, steps: int, batch_size: int | None, seed: int,
                reinit: str = "original", input: str = "features", device: str | torch.device = "cpu",
-               optimizer_kwargs: dict[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
+               optimizer_kwargs: dict[str, Any] | None = None, progress: bool = False,
+               dtype: str = "float32") -> dict[str, Any]:
     """Re-initialise ``model.head`` (in a copy) and train only it on the frozen feature map.
 
     Parameters
@@ -305,6 +339,9 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
         Train a copy of the head on ``H``, or a copy of the whole model on ``X`` with
         ``train_only_head=True`` (the feature map in eval mode: no BatchNorm updates).
     device : str or torch.device, default="cpu"
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of the head's training (``input="features"`` only: ``H`` and the head copy are cast); float64
+        lets the loss-based step size go on far below float32's smallest losses.
 
     Returns
     -------
@@ -317,11 +354,15 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     before = feature_map_state(work)
     common = dict(optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, seed=seed, device=device,
                   progress=progress, optimizer_kwargs=optimizer_kwargs)
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
     if input == "features":
         if H is None:
             raise ValueError("input='features' needs the frozen features H of shape (N, D).")
         head = reinit_head_(work.head, reinit, seed)
-        result = fit(head, torch.from_numpy(np.ascontiguousarray(H, dtype=np.float32)), y, **common)
+        result = fit(head, torch.from_numpy(np.ascontiguousarray(H, dtype=np.dtype(dtype))), y, dtype=dtype, **common)
+    elif input == "model" and dtype != "float32":
+        raise ValueError("input='model' trains in the network's float32; dtype='float64' needs input='features'.")
     elif input == "model":
         if X is None:
             raise ValueError("input='model' needs the training inputs X.")
@@ -343,16 +384,36 @@ def _head_row(analysis: Any) -> dict[str, Any]:
 
 def _retrain_heads(model: nn.Module, X: Any, y: np.ndarray, H: np.ndarray, head_cfg: dict[str, Any], *,
                    device: Any, progress: bool):
-    """Yield ``(optimizer, head seed, lr used, train_head result)`` for every optimizer and head seed."""
+    """Yield ``(condition, optimizer, head seed, lr used, head steps, train_head result)`` for every optimizer,
+    head-training length and head seed.
+
+    An optimizer whose spec lists ``lengths`` is trained once per length (condition ``reinit-<opt>@<steps>``,
+    each from the same re-initialisation: full batch, so a length's head is the same as the longer runs' head at
+    that step); the others train ``steps`` updates (condition ``reinit-<opt>``).
+    """
     for opt, spec in head_cfg["optimizers"].items():
         lr = _scaled_lr(spec["lr"], opt, H, head_cfg.get("lr_scale", "none"))
-        for seed in head_cfg["seeds"]:
-            run = train_head(model, y=y, H=H, X=X, optimizer=opt, lr=lr, steps=spec.get("steps", head_cfg["steps"]),
-                             batch_size=spec.get("batch_size", head_cfg.get("batch_size")), seed=seed,
-                             reinit=head_cfg.get("reinit", "original"), input=head_cfg.get("input", "features"),
-                             device=device, optimizer_kwargs=spec.get("optimizer_kwargs"), progress=progress)
-            run.pop("model")
-            yield opt, seed, lr, run
+        lengths = spec.get("lengths")
+        for steps in lengths or [spec.get("steps", head_cfg["steps"])]:
+            condition = f"reinit-{opt}@{steps}" if lengths else f"reinit-{opt}"
+            for seed in head_cfg["seeds"]:
+                run = train_head(model, y=y, H=H, X=X, optimizer=opt, lr=lr, steps=steps,
+                                 batch_size=spec.get("batch_size", head_cfg.get("batch_size")), seed=seed,
+                                 reinit=head_cfg.get("reinit", "original"), input=head_cfg.get("input", "features"),
+                                 device=device, optimizer_kwargs=spec.get("optimizer_kwargs"), progress=progress,
+                                 dtype=spec.get("dtype", head_cfg.get("dtype", "float32")))
+                run.pop("model")
+                yield condition, opt, seed, lr, steps, run
+
+
+def _joint_numbers(W: np.ndarray, row: dict[str, Any], W0: np.ndarray, joint: dict[str, Any]) -> dict[str, Any]:
+    """A head against the jointly trained head: direction angle and the differences of the bias offsets (both in
+    units of the SVM's margin, so heads of any scale compare)."""
+    from nnboundary.metrics import direction_angle
+
+    return {"angle_to_joint_deg": direction_angle(W, W0),
+            "offset_minus_joint": row["bias_offset"] - joint["bias_offset"],
+            "offset_reg_minus_joint": row["bias_offset_reg"] - joint["bias_offset_reg"]}
 
 
 def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: np.ndarray,
@@ -407,13 +468,21 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
     if joint.svm_regularized is not None:
         heads["svm-regularized"] = svm_head(joint.svm_regularized, K)
     rows = [row(cond, *heads[cond]) for cond in heads]
+    joint_row = rows[0]
+    for r, cond in zip(rows, heads):
+        r.update(_joint_numbers(heads[cond][0], r, W0, joint_row))
     history: list[dict[str, Any]] = []
-    for opt, seed, lr, run in _retrain_heads(model, X, y, H, head_cfg, device=device, progress=progress):
-        history += [{"network_seed": network_seed, "condition": f"reinit-{opt}", "head_seed": seed, "step": int(t),
+    figure_steps: dict[str, int] = {}
+    for condition, opt, seed, lr, steps, run in _retrain_heads(model, X, y, H, head_cfg, device=device,
+                                                               progress=progress):
+        history += [{"network_seed": network_seed, "condition": condition, "head_seed": seed, "step": int(t),
                      "train_loss": loss, "train_accuracy": acc} for t, loss, acc in run.pop("history")]
-        rows.append(row(f"reinit-{opt}", run["W"], run["b"], optimizer=opt, head_seed=seed, lr=lr,
-                        final_loss=run["final_loss"], feature_map_identical=run["feature_map_identical"]))
-        heads.setdefault(f"reinit-{opt}", (run["W"], run["b"]))
+        r = row(condition, run["W"], run["b"], optimizer=opt, head_seed=seed, lr=lr, head_steps=steps,
+                final_loss=run["final_loss"], head_wall_time_s=run["wall_time_s"],
+                feature_map_identical=run["feature_map_identical"])
+        rows.append({**r, **_joint_numbers(run["W"], r, W0, joint_row)})
+        if seed == head_cfg["seeds"][0] and steps >= figure_steps.get(opt, 0):  # the figure: the longest length
+            heads[f"reinit-{opt}"], figure_steps[opt] = (run["W"], run["b"]), steps
     if not same_state(state0, feature_map_state(model)):
         raise RuntimeError("The feature map of the trained network changed during the bias experiment; "
                            "this is a bug in nnboundary, please report it.")
@@ -421,6 +490,12 @@ def compare_heads(model: nn.Module, X: Any, y: np.ndarray, X_test: Any, y_test: 
               "dead_units": dead_units(H), "feature_norm": float(np.sqrt(np.mean(np.sum(H * H, axis=1)))),
               "joint_summary": joint.summary, "history": history}
     return rows, extras
+
+
+def _condition_key(condition: str) -> tuple[str, int]:
+    """Sort key of ``reinit-<opt>`` / ``reinit-<opt>@<steps>``: by optimizer, then numerically by length."""
+    opt, _, steps = condition.partition("@")
+    return opt, int(steps) if steps else -1
 
 
 def aggregate_bias_runs(runs: pd.DataFrame, *, by_network: bool = False) -> pd.DataFrame:
@@ -439,12 +514,12 @@ def aggregate_bias_runs(runs: pd.DataFrame, *, by_network: bool = False) -> pd.D
     DataFrame
         Index ``condition`` (or ``(network_seed, condition)``); columns ``<metric>_<statistic>``.
     """
-    cols = [c for c in HEAD_METRICS if c in runs]
+    cols = [c for c in (*HEAD_METRICS, *JOINT_METRICS, "head_steps", "final_loss", "head_wall_time_s") if c in runs]
     keys = ["network_seed", "condition"] if by_network else ["condition"]
     agg = runs.groupby(keys, sort=False)[cols].agg(["mean", "std", "min", "max", "count"])
     agg.columns = [f"{m}_{s}" for m, s in agg.columns]
-    order = ["joint", *sorted(c for c in runs["condition"].unique() if c.startswith("reinit-")), "svm",
-             "svm-regularized"]
+    order = ["joint", *sorted((c for c in runs["condition"].unique() if c.startswith("reinit-")), key=_condition_key),
+             "svm", "svm-regularized"]
     if not by_network:
         return agg.reindex([c for c in order if c in agg.index])
     index = [(n, c) for n in runs["network_seed"].unique() for c in order if (n, c) in agg.index]
@@ -582,7 +657,7 @@ def _run_resolved(cfg: dict[str, Any], out_dir: Any, *, seed: int | None, device
                    "table": {c: table.loc[c].to_dict() for c in table.index},
                    "table_by_network": {f"{n}/{c}": per_network.loc[(n, c)].to_dict() for n, c in per_network.index},
                    "feature_map_identical": bool(retrained["feature_map_identical"].all()),
-                   "n_heads_retrained": int(len(retrained)), "figures": figures,
+                   "n_heads_retrained": int(len(retrained)), "lengths": length_rows(table), "figures": figures,
                    "wall_time_s": time.perf_counter() - t0, "config": cfg}
         write_json(out / "summary.json", summary)
         (out / "report.md").write_text(bias_report(summary, table, per_network))
@@ -653,6 +728,42 @@ def _markdown_table(table: pd.DataFrame, label: str) -> str:
     return "\n".join(lines)
 
 
+_LENGTH_COLUMNS = ("angle_deg", "angle_deg_reg", "bias_offset", "bias_offset_reg", "angle_to_joint_deg",
+                   "offset_minus_joint", "offset_reg_minus_joint", "final_loss", "head_wall_time_s")
+
+
+def length_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """One row per (optimizer, head-training length) of the ``reinit-<opt>@<steps>`` conditions of ``table``:
+    ``optimizer``, ``head_steps``, ``n`` and the means of :data:`_LENGTH_COLUMNS` (angle and offset to both SVMs,
+    to the joint head, final loss, wall time of one head). Empty when no optimizer lists ``lengths``."""
+    out = []
+    for condition in table.index:
+        if not (isinstance(condition, str) and condition.startswith("reinit-") and "@" in condition):
+            continue
+        opt, _, steps = condition[len("reinit-"):].partition("@")
+        row = table.loc[condition]
+        out.append({"condition": condition, "optimizer": opt, "head_steps": int(steps),
+                    "n": int(row["angle_deg_count"]),
+                    **{m: float(row[f"{m}_mean"]) for m in _LENGTH_COLUMNS if f"{m}_mean" in row}})
+    return out
+
+
+def _lengths_markdown(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    heads = ("optimizer", "head steps", "angle to SVM (°)", "angle to reg.-bias SVM (°)", "offset vs SVM",
+             "offset vs reg.-bias SVM", "angle to joint head (°)", "offset − joint's", "reg. offset − joint's",
+             "final loss", "wall time of one head (s)", "n")
+    lines = ["| " + " | ".join(heads) + " |", "|---" * len(heads) + "|"]
+    for r in rows:
+        cells = [r["optimizer"], str(r["head_steps"]), *(f"{r.get(m, float('nan')):.3g}" for m in _LENGTH_COLUMNS),
+                 str(r["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return ("\n\nHead-training lengths (mean over all networks and head seeds; each length trains a fresh "
+            "re-initialised head): does the re-initialised head's bias converge to the joint head's?\n\n"
+            + "\n".join(lines))
+
+
 def bias_report(summary: dict[str, Any], table: pd.DataFrame, per_network: pd.DataFrame | None = None) -> str:
     """Markdown report of a bias run: the tables (mean ± std over seeds) and the figure."""
     nets = "\n".join(f"- network seed {n['seed']}: {n['dead_units_note']} RMS feature norm "
@@ -670,7 +781,8 @@ def bias_report(summary: dict[str, Any], table: pd.DataFrame, per_network: pd.Da
             "on a supporting line, > 0 = towards class 1); the gap midpoint is halfway between the closest "
             "points of the two classes, the class-mean midpoint halfway between the class means. "
             "Mean ± std over all networks and head seeds:\n\n"
-            + _markdown_table(table, "condition") + by_net + f"\n\n{nets}\n\n{figs}\n")
+            + _markdown_table(table, "condition") + _lengths_markdown(length_rows(table)) + by_net
+            + f"\n\n{nets}\n\n{figs}\n")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "OverlayDisplay",
     "plot_input_space",
     "plot_nn_vs_svm",
+    "plot_nn_vs_svms",
     "plot_snapshots",
     "plot_three_panel_bias",
     "plot_training_data",
@@ -66,6 +67,9 @@ _REGION_ALPHA = 0.28
 _NN_STYLE = {"colors": "k", "linestyles": "solid", "linewidths": 2.0}
 _SVM_STYLE = {"colors": "tab:red", "linestyles": "dashed", "linewidths": 2.0}
 _MARGIN_STYLE = {"colors": "tab:red", "linestyles": "dotted", "linewidths": 1.2}
+#: Line styles of the second, third, ... SVM in :func:`plot_nn_vs_svms` (the first is ``_SVM_STYLE``).
+_OTHER_SVM_STYLES = ({"colors": "tab:blue", "linestyles": "dashdot", "linewidths": 2.0},
+                     {"colors": "tab:green", "linestyles": (0, (1, 1)), "linewidths": 2.0})
 
 
 # ======================================================================================= computation
@@ -678,6 +682,68 @@ def plot_nn_vs_svm(W_nn: np.ndarray, b_nn: np.ndarray, W_svm: np.ndarray, b_svm:
     svm.plot(axes[0, 0], max_points=max_points, boundary_style=_SVM_STYLE)
     nn.plot(axes[0, 1], max_points=max_points)
     over.plot(axes[0, 2], max_points=max_points)
+    return save_figure(fig, path, dpi)
+
+
+def plot_nn_vs_svms(W_nn: np.ndarray, b_nn: np.ndarray, svms: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                    H: np.ndarray, y: np.ndarray, support: np.ndarray | None, path: str | os.PathLike, *,
+                    window: Sequence[float] | None = None, resolution: int = 300, title: str = "Overlay",
+                    xlabel: str = "$h_1$", ylabel: str = "$h_2$", max_points: int | None = MAX_DISPLAY_POINTS,
+                    dpi: float = 120, figsize: tuple[float, float] | None = None) -> Path:
+    """Several SVMs of the same 2-D features against one last layer: each SVM's regions, then all boundaries.
+
+    Made for "which multi-class SVM?": the Crammer–Singer and the one-vs-rest SVMs (both read by argmax of their
+    K scores) in panels of their own, and a last panel with the NN's boundary (solid black) and every SVM's
+    (red dashed, blue dash-dot, green dotted), with a legend, so that one can see which one the layer follows.
+
+    Parameters
+    ----------
+    W_nn : ndarray of shape (K, 2) or (1, 2)
+    b_nn : ndarray of shape (K,) or (1,)
+    svms : sequence of (label, W (K, 2), b (K,))
+        One to three SVMs; the label names it in the titles and the legend (e.g. "Crammer-Singer", "OvR").
+    H : ndarray of shape (N, 2)
+    y : ndarray of shape (N,)
+    support : ndarray or None
+        Support vectors of the first SVM, ringed in its panel and the overlay.
+    path : str or PathLike
+    window, resolution, xlabel, ylabel, max_points, dpi
+        As in :func:`plot_nn_vs_svm`; the window (None: from ``H``) is shared.
+    title : str, default="Overlay"
+        Title of the overlay panel.
+    figsize : (width, height) or None, default=None (one 4.8 x 5.0 inch panel per SVM, plus the overlay)
+
+    Returns
+    -------
+    path : Path
+
+    Cost: one grid evaluation per classifier, O(resolution² K) time and memory each.
+    """
+    if not 1 <= len(svms) <= 1 + len(_OTHER_SVM_STYLES):
+        raise ValueError(f"svms must hold 1 to {1 + len(_OTHER_SVM_STYLES)} (label, W, b) triples, got {len(svms)}.")
+    styles = (_SVM_STYLE, *_OTHER_SVM_STYLES)
+    common = dict(window=window, resolution=resolution, xlabel=xlabel, ylabel=ylabel)
+    nn = BoundaryDisplay.from_linear(W_nn, b_nn, H, y, **common)
+    common["window"] = nn.window
+    panels = [BoundaryDisplay.from_linear(W, b, H, y, support=support if i == 0 else None, title=f"SVM: {label}",
+                                          boundary_label=f"{label} boundary", **common)
+              for i, (label, W, b) in enumerate(svms)]
+    if any(d.n_classes != nn.n_classes for d in panels):
+        raise ValueError(f"Every SVM must have the NN head's K={nn.n_classes} classes, got "
+                         f"{[d.n_classes for d in panels]}; fit them on the same labels as the network.")
+    fig, axes = new_figure(1, len(panels) + 1, _figsize(len(panels) + 1, 1, figsize))
+    for i, (d, style) in enumerate(zip(panels, styles)):
+        d.plot(axes[0, i], max_points=max_points, boundary_style=style)
+    ax = axes[0, len(panels)]
+    handles = []
+    for (label, _, _), d, style in zip(svms, panels, styles):
+        if _draw_fields(ax, nn.xx, nn.yy, d.boundary_fields, style, zorder=2.0):
+            handles.append(_line_handle(style, f"{label} SVM"))
+    if _draw_fields(ax, nn.xx, nn.yy, nn.boundary_fields, _NN_STYLE, zorder=2.1):
+        handles.insert(0, _line_handle(_NN_STYLE, "NN last layer"))
+    point_handles, note = _draw_points(ax, nn.H, nn.y, class_colors(nn.n_classes), check_support(support, nn.H.shape[0]),
+                                       max_points, 0)
+    _finish_axes(ax, nn.window, title, xlabel, ylabel, handles + point_handles, True, note)
     return save_figure(fig, path, dpi)
 
 
