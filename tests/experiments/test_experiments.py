@@ -117,7 +117,7 @@ def test_smoke_profile_of_every_experiment_runs(name: str, tmp_path) -> None:
         assert (d / f).is_file(), f
     assert not d.with_name(d.name + ".partial").exists()
     cfg = get_experiment(name, "smoke")
-    assert len(result.summaries) == max(1, len(cfg.variants)) * (2 if name == "three-blobs" else 1)
+    assert len(result.summaries) == max(1, len(cfg.variants)) * len(cfg.svm_multiclass)  # multi-class: CS and OvR
     for label, s in result.summaries.items():
         status = status_of(s)
         assert status in ("separable", "not separable", "not fitted", "FAILED")
@@ -309,3 +309,43 @@ def test_report_labels_reduced_profiles_and_failures(tmp_path) -> None:
     text = path.read_text()
     assert "Profile: QUICK" in text and "steps 2000 (paper: 50001)" in text
     assert "NOT linearly separable" in text and math.isfinite(len(text))
+
+
+# ------------------------------------------------------------------------------------------------ issue 13
+def test_multiclass_cs_vs_ovr_reports_both_svms_per_geometry(tmp_path) -> None:
+    result = run_experiment("multiclass-cs-vs-ovr", "smoke", tmp_path / "cs", progress=False, overrides=NO_PLOTS)
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert set(summary["variants"]) == {f"{v}/{mc}" for v in ("2d", "16d") for mc in ("crammer_singer", "ovr")}
+    for label, s in summary["variants"].items():
+        assert s["svm_multiclass"] == label.split("/")[1]
+        assert s["transformed_dim"] == (2 if label.startswith("2d") else 16)
+        assert s["angle_deg"] is None or 0.0 <= s["angle_deg"] <= 180.0
+
+
+def test_bias_free_vs_reg_reports_both_angles_and_offsets(tmp_path) -> None:
+    result = run_experiment("bias-free-vs-reg", "smoke", tmp_path / "b", progress=False, overrides=NO_PLOTS)
+    s = json.loads((result.run_dir / "summary.json").read_text())["variants"]["main"]
+    for key in ("angle_deg", "angle_deg_reg", "bias_offset", "bias_offset_reg"):
+        assert key in s, key
+    assert get_experiment("bias-free-vs-reg", "quick").dtype == "float64"
+
+
+def test_transformed_figure_draws_both_multiclass_svms(tmp_path) -> None:
+    from nnboundary.analysis import analyze
+    from nnboundary.data import make_simulated
+    from nnboundary.experiments._figures import draw_transformed_svms
+    from nnboundary.models import build_model
+    from nnboundary.svm import MaxMarginClassifier
+    from nnboundary.train import fit
+
+    ds = make_simulated("cs_ovr_blobs", n_samples=80, seed=0)
+    model = build_model("mlp", in_features=2, n_classes=4, hidden=[8, 2], activations="relu", seed=0)
+    fit(model, ds.X, ds.y, optimizer="adam", lr=1e-2, steps=300, dtype="float64", progress=False)
+    analyses = {"crammer_singer": analyze(model, ds.X, ds.y, grid_resolution=20),
+                "ovr": analyze(model, ds.X, ds.y, grid_resolution=20,
+                               svm=MaxMarginClassifier(C=1.0, multiclass="ovr"))}
+    figs = draw_transformed_svms(analyses, 40, tmp_path / "figures", "", tmp_path)
+    assert [f.path for f in figs] == ["figures/transformed_svms.png"]
+    assert (tmp_path / "figures" / "transformed_svms.png").stat().st_size > 0
+    assert "Crammer-Singer" in figs[0].caption and "one-vs-rest" in figs[0].caption
+    assert draw_transformed_svms({"crammer_singer": analyses["crammer_singer"]}, 40, tmp_path, "", tmp_path) == []

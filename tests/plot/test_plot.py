@@ -398,3 +398,19 @@ def test_import_and_compute_do_not_import_matplotlib():
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ----------------------------------------------------------------------------------------------- several SVMs
+def test_nn_vs_svms_draws_each_svm_and_an_overlay_with_a_legend(three, tmp_path):
+    from nnboundary.plot.regions import plot_nn_vs_svms
+
+    H, y, W, b = three
+    other = (W + np.array([[0.0, 0.3], [0.0, -0.3], [0.2, 0.0]]), b + 0.5)
+    path = plot_nn_vs_svms(W, b, [("Crammer-Singer", W, b), ("one-vs-rest", *other)], H, y, np.array([0, 1]),
+                           tmp_path / "svms.png", resolution=RES, dpi=40)
+    h, w = png_shape(path)
+    assert w > 2.5 * h  # three panels side by side: CS regions | OvR regions | overlay
+    with pytest.raises(ValueError, match="classes"):
+        plot_nn_vs_svms(W, b, [("CS", W[:2], b[:2])], H, y, None, tmp_path / "bad.png", resolution=RES)
+    with pytest.raises(ValueError, match="triples"):
+        plot_nn_vs_svms(W, b, [], H, y, None, tmp_path / "none.png", resolution=RES)
