@@ -43,8 +43,8 @@ def _toy(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X, np.r_[np.zeros(n // 2), np.ones(n - n // 2)].astype(np.int64)
 
 
-HEAD = {"input": "features", "reinit": "original", "batch_size": None, "steps": 10, "seeds": [0, 1],
-        "lr_scale": "none", "optimizers": {"loss_based": {"lr": 1.0, "lengths": [10, 100, 2000], "dtype": "float64"}}}
+HEAD = {"input": "features", "reinit": "original", "batch_size": None, "steps": 10, "seeds": [0],
+        "lr_scale": "none", "optimizers": {"loss_based": {"lr": 1.0, "lengths": [10, 100, 1000], "dtype": "float64"}}}
 
 
 def test_one_row_per_length_and_longer_is_closer_to_the_svm() -> None:
@@ -53,12 +53,12 @@ def test_one_row_per_length_and_longer_is_closer_to_the_svm() -> None:
     runs = pd.DataFrame(rows)
     retrained = runs[runs["condition"].str.startswith("reinit-")]
     assert sorted(retrained["condition"].unique()) == ["reinit-loss_based@10", "reinit-loss_based@100",
-                                                        "reinit-loss_based@2000"]
-    assert len(retrained) == 3 * 2 and set(retrained["head_steps"]) == {10, 100, 2000}
+                                                        "reinit-loss_based@1000"]
+    assert len(retrained) == 3 and set(retrained["head_steps"]) == {10, 100, 1000}
     assert retrained["feature_map_identical"].all()
     table = aggregate_bias_runs(runs)
     lengths = length_rows(table)
-    assert [r["head_steps"] for r in lengths] == [10, 100, 2000]          # ordered numerically, not as strings
+    assert [r["head_steps"] for r in lengths] == [10, 100, 1000]          # ordered numerically, not as strings
     first, last = lengths[0], lengths[-1]
     assert last["angle_deg"] <= first["angle_deg"]
     assert last["final_loss"] < first["final_loss"]
@@ -80,7 +80,9 @@ def test_a_length_is_the_same_head_as_a_run_of_that_many_steps() -> None:
     b = train_head(model, y=y, H=H, optimizer="loss_based", lr=1.0, steps=50, batch_size=None, seed=0,
                    dtype="float64")
     np.testing.assert_array_equal(a["W"], b["W"])                        # seeded: same numbers
-    assert a["final_loss"] < 1e-3                                         # float64 goes below float32's range fast
+    short = train_head(model, y=y, H=H, optimizer="loss_based", lr=1.0, steps=5, batch_size=None, seed=0,
+                       dtype="float64")
+    assert a["final_loss"] < short["final_loss"]
     with pytest.raises(ValueError, match="float64"):
         train_head(model, y=y, X=X, optimizer="sgd", lr=0.1, steps=2, batch_size=None, seed=0, input="model",
                    dtype="float64")
