@@ -10,7 +10,7 @@ from torch import nn
 
 from nnboundary.experiments import get_experiment
 from nnboundary.experiments.bias import (HEAD_LENGTHS, ExperimentConfigError, aggregate_bias_runs, compare_heads,
-                                         length_rows, train_head)
+                                         length_rows, length_study, train_head)
 
 
 class _FixedFeatures(nn.Module):
@@ -89,12 +89,14 @@ def test_a_length_is_the_same_head_as_a_run_of_that_many_steps() -> None:
 
 
 def test_lengths_in_the_settings_validate_and_quick_is_unchanged() -> None:
+    study = {"head": {"input": "features", "optimizers": {"loss_based": length_study()}}}
+    assert length_study()["lengths"] == list(HEAD_LENGTHS) == [1000, 10_000, 100_000]
     for name in ("bias-reinit-blobs", "bias-reinit-mnist01"):
-        paper = get_experiment(name, "paper").settings["head"]["optimizers"]
-        assert paper["loss_based"]["lengths"] == list(HEAD_LENGTHS) == [1000, 10_000, 100_000]
-        assert paper["loss_based"]["dtype"] == "float64" and paper["loss_based"]["batch_size"] is None
-        for profile in ("quick", "smoke"):
+        for profile in ("quick", "smoke", "paper"):
             assert set(get_experiment(name, profile).settings["head"]["optimizers"]) == {"sgd", "momentum", "adam"}
+            head = get_experiment(name, profile, settings=study).settings["head"]
+            assert head["optimizers"]["loss_based"] == {"lr": 1.0, "lengths": [1000, 10_000, 100_000],
+                                                        "dtype": "float64", "batch_size": None}
     bad = {"head": {"optimizers": {"loss_based": {"lr": 1.0, "lengths": [10, 10]}}}}
     with pytest.raises(ExperimentConfigError, match="distinct"):
         get_experiment("bias-reinit-blobs", "smoke", settings=bad)
