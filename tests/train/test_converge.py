@@ -171,3 +171,26 @@ def test_stable_cross_entropy_equals_torch_where_exact_and_stays_positive_where_
     ours.sum().backward()
     assert torch.all(zz.grad[:, 0] < 0) and torch.all(zz.grad[:, 1] > 0)
     assert torch.allclose(zz.grad[:, 1], torch.exp(-gaps), rtol=1e-12)
+
+
+def test_loss_based_momentum_is_monotone_restarts_on_failure_and_resumes_exactly(tmp_path) -> None:
+    X, y = _blobs()
+    kw = dict(_LB, optimizer_kwargs={"momentum": 0.98})
+    result = fit(_mlp(), X, y, steps=200, target_loss=1e-12, **kw)
+    losses = [loss for _, loss, _ in result.history]
+    assert result.stop_reason == "target_loss" and all(b < a for a, b in zip(losses, losses[1:]))
+    ref = _mlp()
+    fit(ref, X, y, steps=30, **kw)
+    fit(_mlp(), X, y, steps=11, checkpoint_dir=tmp_path, **kw)
+    resumed = _mlp(seed=6)
+    fit(resumed, X, y, steps=30, checkpoint_dir=tmp_path, resume=True, **kw)   # the velocity is in the checkpoint
+    _same(ref, resumed)
+    w = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = make_optimizer("loss_based", [w], lr=100.0, momentum=0.9)
+    loss = lambda: (w ** 2).sum()                            # noqa: E731
+    loss().backward()
+    opt.step(loss)                                           # fails 7 times (see the test without momentum) ...
+    assert opt.param_groups[0]["failed_tries"] == 7 and opt.param_groups[0]["last_tries"] == 8
+    assert "velocity" in opt.state[w]                        # ... and keeps the successful direction
+    with pytest.raises(ValueError, match="momentum"):
+        make_optimizer("loss_based", [w], lr=0.1, momentum=1.0)

@@ -118,7 +118,7 @@ CONVERGE_IMAGE_STEPS = 150
 CONVERGE_IMAGE_N = 300
 _CONVERGE_TRAIN = {"optimizer": "loss_based", "lr": 0.1, "batch_size": None, "steps": CONVERGE_IMAGE_STEPS,
                    "loss": "cross_entropy", "target_loss": 1e-12,
-                   "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 3e-3, "switch_loss": 0.5, "up": 2.0}}
+                   "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 3e-3, "switch_loss": 0.5, "momentum": 0.98}}
 _CONVERGE_LABEL = "converge (quick network and images, full batch, loss-based step; stop at CE <= 1e-12 or budget)"
 
 

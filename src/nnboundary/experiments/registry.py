@@ -382,14 +382,15 @@ def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> Experi
 
     ``batch_size=None`` (full batch), ``dtype="float64"``, ``optimizer="loss_based"`` with ``lr=0.1`` (the
     initial ``alpha``) and ``optimizer_kwargs={"warmup": "adam", "warmup_lr": <quick Adam lr, else 1e-3>,
-    "switch_loss": 0.5, "up": 2.0}`` (see :class:`nnboundary.train.LossBasedGD` for why the warm-up),
+    "switch_loss": 0.5, "momentum": 0.98}`` (see :class:`nnboundary.train.LossBasedGD` for why the warm-up
+    and the momentum; ``up`` keeps its default 1.1),
     ``steps=CONVERGE_STEPS`` (the budget), ``target_loss=CONVERGE_TARGET_LOSS``, ``track="log"``.
     Variants keep their own overrides (the optimizer study still compares its optimizers, now to the limit).
     """
     warmup_lr = quick.lr if quick.optimizer == "adam" else 1e-3
     rule: dict[str, Any] = {
         "batch_size": None, "dtype": "float64", "optimizer": "loss_based", "lr": 0.1,
-        "optimizer_kwargs": {"warmup": "adam", "warmup_lr": warmup_lr, "switch_loss": 0.5, "up": 2.0},
+        "optimizer_kwargs": {"warmup": "adam", "warmup_lr": warmup_lr, "switch_loss": 0.5, "momentum": 0.98},
         "steps": CONVERGE_STEPS, "target_loss": CONVERGE_TARGET_LOSS, "track": "log",
     }
     keep = {k: v for k, v in rule.items() if getattr(converge, k) == getattr(quick, k)}
