@@ -636,7 +636,8 @@ def _summary(cfg: dict[str, Any], ds: ImageDataset, build: dict[str, Any], resul
     n_seen = _images_seen(result.steps - result.start_step, len(ds.y_train), cfg["train"].get("batch_size"))
     train = {**{k: getattr(result, k) for k in ("final_loss", "final_accuracy", "steps", "wall_time_s")},
              "images_per_s": n_seen / result.wall_time_s if result.wall_time_s > 0 else float("nan"),
-             "settings": result.settings}
+             "stop_reason": result.stop_reason, "steps_run": result.steps, "budget_steps": result.budget_steps,
+             "target_loss": cfg["train"].get("target_loss"), "settings": result.settings}
     out = {"experiment": cfg["experiment"], "profile": cfg["profile"], "label": cfg["label"], "title": cfg["title"],
            "seed": seed, "device": str(device), "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
            "classes": list(ds.classes), "model": build, "train": train,
@@ -699,7 +700,20 @@ def image_report(summary: dict[str, Any]) -> str:
             f"**Transformed space:** {s['dead_units_note']}{_collapse_note(s)}"
             + ("" if s["analysis"] else " With every unit dead there is nothing to compare: the SVM analysis "
                "and the figures were skipped.")
-            + f"\n\n{figs}\n")
+            + _stop_note(s["train"]) + f"\n\n{figs}\n")
+
+
+def _stop_note(train: dict[str, Any]) -> str:
+    """The converge profile's line on why training stopped (empty without a target loss)."""
+    if train.get("target_loss") is None:
+        return ""
+    if train.get("stop_reason") == "target_loss":
+        return (f"\n\nReached the target training loss {train['target_loss']:g} after {train['steps_run']} of "
+                f"{train['budget_steps']} budget steps.")
+    why = "step budget" if train.get("stop_reason") == "budget" else "wall-clock cap (not reproducible)"
+    return (f"\n\n**Target loss NOT reached**: stopped by its {why} after {train['steps_run']} of "
+            f"{train['budget_steps']} steps at training loss {train['final_loss']:.3e} "
+            f"(target {train['target_loss']:g}).")
 
 
 # ------------------------------------------------------------------------------------------------
