@@ -49,6 +49,7 @@ class ProfileName(str, Enum):
     smoke = "smoke"
     quick = "quick"
     paper = "paper"
+    converge = "converge"
 
 
 class DeviceName(str, Enum):
@@ -177,7 +178,8 @@ def reproduce(
     all_: bool = typer.Option(False, "--all", help="Run every simulated-data experiment; --out is then a folder "
                                                    "with one run directory per experiment (default runs/<profile>)."),
     profile: ProfileName = typer.Option(ProfileName.quick, help="quick: about a minute on 2 CPU cores; paper: the "
-                                                                "original's settings; smoke: seconds (tests)."),
+                                                                "original's settings; smoke: seconds (tests); "
+                                                                "converge: train to CE <= 1e-12 or a step budget."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<name>-<profile>)."),
     seed: Optional[int] = typer.Option(None, help="Seed of data, split, initialisation and batches "
                                                   "(default: the experiment's own)."),

@@ -383,12 +383,14 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
                 optimizer=cfg.optimizer, optimizer_kwargs=cfg.optimizer_kwargs or None, lr=cfg.lr, steps=cfg.steps,
                 batch_size=cfg.batch_size, seed=cfg.seed, device=device, dtype=cfg.dtype, callbacks=callbacks,
                 checkpoint_dir=vdir / "ckpt", checkpoint_schedule=max(1, cfg.steps // 10), keep_checkpoints=1,
-                resume=resume, progress=progress, on_nonfinite="warn")
+                resume=resume, progress=progress, on_nonfinite="warn", target_loss=cfg.target_loss,
+                max_wall_s=cfg.max_wall_s)
     records = _rewrite_metrics(vdir / "metrics.jsonl", tracker.records, tracker.errors)
 
     base = {"variant": label, "steps": train.steps, "train_objective": cfg.loss, "train_loss": train.final_loss,
             "train_accuracy": train.final_accuracy, "steps_per_second": train.steps_per_second,
-            "train_wall_time_s": round(train.wall_time_s, 2), "optimizer": cfg.optimizer, "lr": cfg.lr}
+            "train_wall_time_s": round(train.wall_time_s, 2), "optimizer": cfg.optimizer, "lr": cfg.lr,
+            **_stop_facts(train, cfg)}
     errors: list[str] = []
     view, _ = analysis_view(model)
     analyses: dict[str, Any] = {}
@@ -420,6 +422,13 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
     _write_json(done_path, done)
     shutil.rmtree(vdir / "ckpt", ignore_errors=True)
     return json.loads(done_path.read_text())
+
+
+def _stop_facts(train: Any, cfg: ExperimentConfig) -> dict[str, Any]:
+    """Why training stopped: ``stop_reason`` (budget / target_loss / wall_clock), ``final_loss`` (the whole
+    training set's loss at the end), ``steps_run``, ``budget_steps`` and the ``target_loss`` asked for."""
+    return {"stop_reason": train.stop_reason, "final_loss": train.final_loss, "steps_run": train.steps,
+            "budget_steps": train.budget_steps, "target_loss": cfg.target_loss}
 
 
 def _rows(label: str, base: dict[str, Any], analyses: dict[str, Any], multiclass: Sequence[str],
