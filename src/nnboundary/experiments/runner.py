@@ -406,6 +406,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         base.update(_input_numbers(model, input_svm, data, cfg))
     rows = _rows(label, base, analyses, cfg.svm_multiclass, errors)
     main = analyses.get(main_mc)
+    rows[next(iter(rows))].update(_convergence(cfg, main, records, device, progress, errors))
     if main is not None:
         main.save(vdir / "analysis", overwrite=True)
         if "sv_vs_loss" in cfg.plots:
@@ -420,6 +421,37 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
     _write_json(done_path, done)
     shutil.rmtree(vdir / "ckpt", ignore_errors=True)
     return json.loads(done_path.read_text())
+
+
+def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]], device: str, progress: bool,
+                 errors: list[str]) -> dict[str, Any]:
+    """The two reasons for a gap and the rates: ``diagnostics`` (the last tracked movement of the SVM direction
+    and of the features), ``rates`` (angle ≈ c / log t and c / log(1/L) over the tracked steps) and, when
+    ``cfg.head_continuation_steps`` > 0, ``head_alone`` (the head trained alone on the frozen final features)."""
+    from nnboundary.tracking import alignment_rates
+
+    out: dict[str, Any] = {"diagnostics": _last_movement(records), "rates": alignment_rates(records)}
+    if cfg.head_continuation_steps > 0 and main is not None:
+        from nnboundary.experiments.convergence import continue_head
+
+        try:
+            ha = continue_head(main.features, main.labels, main.nn_coef, main.nn_intercept, main.svm.coef_,
+                               steps=cfg.head_continuation_steps, seed=cfg.seed, device=device, progress=progress)
+            out["head_alone"] = {k: v for k, v in ha.items() if k != "curve"}
+        except Exception as err:  # noqa: BLE001 - a diagnostic, not the result: recorded, the run goes on
+            logger.warning("Head-alone continuation failed: %s", err)
+            errors.append(f"head_alone: {type(err).__name__}: {err}")
+    return out
+
+
+def _last_movement(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last tracked row's ``svm_step_angle_deg`` and ``feature_change``, with the step pair they span."""
+    rows = [r for r in records if "step" in r and "error" not in r]
+    if len(rows) < 2:
+        return {}
+    last = rows[-1]
+    return {"step": int(last["step"]), "previous_step": int(rows[-2]["step"]),
+            "svm_step_angle_deg": last.get("svm_step_angle_deg"), "feature_change": last.get("feature_change")}
 
 
 def _rows(label: str, base: dict[str, Any], analyses: dict[str, Any], multiclass: Sequence[str],
