@@ -68,4 +68,6 @@ def test_head_continuation_is_off_by_default_and_on_when_asked(tmp_path):
     ha = row_on["head_alone"]
     assert ha["steps"] == 20 and ha["angle_start"] == pytest.approx(row_on["angle_deg"], abs=1e-6)
     assert {"c", "r2", "step_min", "step_max", "holds", "angle_end"} <= set(ha) and "curve" not in ha
+    curve = json.loads((on.run_dir / "head_alone.json").read_text())["curve"]
+    assert [r[0] for r in curve] == [0, 1, 2, 5, 10, 20] and curve[-1][1] == pytest.approx(ha["angle_end"])
     assert row_on["angle_deg"] == row["angle_deg"]  # the continuation works on a copy: the run's numbers stand

@@ -6,7 +6,9 @@ Layout of ``run_experiment("blobs", "quick", "runs/blobs-quick")``::
         config.json      the resolved ExperimentConfig and the run settings (device, seed, versions)
         data.npz         X, y, X_test, y_test  (``nnboundary analyze model.pt --data data.npz`` works)
         metrics.jsonl    one line per AlignmentTracker evaluation (log-spaced steps, 0 and the last)
-        summary.json     the final numbers of every variant
+        summary.json     the final numbers of every variant (with ``diagnostics``, ``rates`` and, if asked,
+                         ``head_alone``: see :func:`nnboundary.analysis.claim_verdict`)
+        head_alone.json  the head-alone continuation's curve (``head_continuation_steps`` > 0)
         report.md        the numbers and the figures side by side
         figures/*.png
         model.pt         the trained network's state_dict (no pickle), model.json how to rebuild it
@@ -406,7 +408,7 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         base.update(_input_numbers(model, input_svm, data, cfg))
     rows = _rows(label, base, analyses, cfg.svm_multiclass, errors)
     main = analyses.get(main_mc)
-    rows[next(iter(rows))].update(_convergence(cfg, main, records, device, progress, errors))
+    rows[next(iter(rows))].update(_convergence(cfg, main, records, vdir, device, progress, errors))
     if main is not None:
         main.save(vdir / "analysis", overwrite=True)
         if "sv_vs_loss" in cfg.plots:
@@ -423,11 +425,12 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
     return json.loads(done_path.read_text())
 
 
-def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]], device: str, progress: bool,
-                 errors: list[str]) -> dict[str, Any]:
+def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]], vdir: Path, device: str,
+                 progress: bool, errors: list[str]) -> dict[str, Any]:
     """The two reasons for a gap and the rates: ``diagnostics`` (the last tracked movement of the SVM direction
     and of the features), ``rates`` (angle ≈ c / log t and c / log(1/L) over the tracked steps) and, when
-    ``cfg.head_continuation_steps`` > 0, ``head_alone`` (the head trained alone on the frozen final features)."""
+    ``cfg.head_continuation_steps`` > 0, ``head_alone`` (the head trained alone on the frozen final features; its
+    whole curve goes to ``vdir/head_alone.json``)."""
     from nnboundary.tracking import alignment_rates
 
     out: dict[str, Any] = {"diagnostics": _last_movement(records), "rates": alignment_rates(records)}
@@ -437,6 +440,7 @@ def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]]
         try:
             ha = continue_head(main.features, main.labels, main.nn_coef, main.nn_intercept, main.svm.coef_,
                                steps=cfg.head_continuation_steps, seed=cfg.seed, device=device, progress=progress)
+            _write_json(vdir / "head_alone.json", ha)
             out["head_alone"] = {k: v for k, v in ha.items() if k != "curve"}
         except Exception as err:  # noqa: BLE001 - a diagnostic, not the result: recorded, the run goes on
             logger.warning("Head-alone continuation failed: %s", err)
