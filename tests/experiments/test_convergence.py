@@ -47,27 +47,24 @@ def test_head_alone_on_fixed_separable_features_approaches_their_svm():
         continue_head(H, y, W, b, svm.coef_, steps=0)
 
 
-def test_head_continuation_is_off_by_default_and_on_when_asked(tmp_path):
+def test_head_continuation_is_off_by_default_and_reported_when_asked(tmp_path):
     assert get_experiment("blobs", "smoke").head_continuation_steps == 0
     assert get_experiment("blobs", "quick").head_continuation_steps == 0
     with pytest.raises(ValueError, match="head_continuation_steps"):
         get_experiment("blobs", "smoke", head_continuation_steps=-1).validate()
 
-    off = run_experiment("blobs", "smoke", tmp_path / "off", progress=False, overrides={"plots": ()})
-    row = json.loads((off.run_dir / "summary.json").read_text())["variants"]["main"]
-    assert "head_alone" not in row
+    run = run_experiment("blobs", "smoke", tmp_path / "on", progress=False,
+                         overrides={"plots": (), "head_continuation_steps": 20})
+    row = json.loads((run.run_dir / "summary.json").read_text())["variants"]["main"]
     assert set(row["rates"]) == {"step", "loss"} and row["rates"]["step"]["value"] == "angle_deg"
-    metrics = [json.loads(line) for line in (off.run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert row["diagnostics"]["step"] == metrics[-1]["step"] and row["diagnostics"]["previous_step"] == \
         metrics[-2]["step"]
     assert row["diagnostics"]["feature_change"] == pytest.approx(metrics[-1]["feature_change"])
-
-    on = run_experiment("blobs", "smoke", tmp_path / "on", progress=False,
-                        overrides={"plots": (), "head_continuation_steps": 20})
-    row_on = json.loads((on.run_dir / "summary.json").read_text())["variants"]["main"]
-    ha = row_on["head_alone"]
-    assert ha["steps"] == 20 and ha["angle_start"] == pytest.approx(row_on["angle_deg"], abs=1e-6)
+    ha = row["head_alone"]
+    assert ha["steps"] == 20 and ha["angle_start"] == pytest.approx(row["angle_deg"], abs=1e-6)
     assert {"c", "r2", "step_min", "step_max", "holds", "angle_end"} <= set(ha) and "curve" not in ha
-    curve = json.loads((on.run_dir / "head_alone.json").read_text())["curve"]
+    curve = json.loads((run.run_dir / "head_alone.json").read_text())["curve"]
     assert [r[0] for r in curve] == [0, 1, 2, 5, 10, 20] and curve[-1][1] == pytest.approx(ha["angle_end"])
-    assert row_on["angle_deg"] == row["angle_deg"]  # the continuation works on a copy: the run's numbers stand
+    analysis = json.loads((run.run_dir / "analysis" / "summary.json").read_text())
+    assert analysis["angle_deg"] == pytest.approx(row["angle_deg"])  # the continuation worked on a copy
