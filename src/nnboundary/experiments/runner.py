@@ -408,7 +408,10 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         base.update(_input_numbers(model, input_svm, data, cfg))
     rows = _rows(label, base, analyses, cfg.svm_multiclass, errors)
     main = analyses.get(main_mc)
-    rows[next(iter(rows))].update(_convergence(cfg, main, records, vdir, device, progress, errors))
+    conv = _convergence(cfg, main, records, vdir, device, progress, errors)
+    rows[next(iter(rows))].update(conv)  # the main SVM's row; the features' movement holds for every row
+    for row in list(rows.values())[1:]:
+        row["diagnostics"] = conv["diagnostics"]
     if main is not None:
         main.save(vdir / "analysis", overwrite=True)
         if "sv_vs_loss" in cfg.plots:
@@ -449,12 +452,13 @@ def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]]
 
 
 def _last_movement(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last tracked row's ``svm_step_angle_deg`` and ``feature_change``, with the step pair they span."""
+    """The last tracked row's ``svm_step_angle_deg`` (of the main SVM, named in ``svm``) and ``feature_change``,
+    with the step pair they span."""
     rows = [r for r in records if "step" in r and "error" not in r]
     if len(rows) < 2:
         return {}
     last = rows[-1]
-    return {"step": int(last["step"]), "previous_step": int(rows[-2]["step"]),
+    return {"step": int(last["step"]), "previous_step": int(rows[-2]["step"]), "svm": last.get("svm_multiclass"),
             "svm_step_angle_deg": last.get("svm_step_angle_deg"), "feature_change": last.get("feature_change")}
 
 
