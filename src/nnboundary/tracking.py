@@ -7,6 +7,13 @@ nothing), and warm-starts the next SVM fit from the current support set. Gradien
 the head towards the SVM only like ``1 / log t`` (Soudry et al. 2018), which is why the schedule
 and the plot use a log step axis.
 
+Every row also says how much the problem itself moved since the previous evaluation, the first of the two
+reasons a head can be far from the SVM: ``svm_step_angle_deg``, the angle between this evaluation's SVM
+direction and the previous one's, and ``feature_change``, ``‖H_t − H_prev‖_F / ‖H_prev‖_F`` on the tracked
+points (both NaN at the first evaluation). Both near 0: the features have settled, and what is left is the
+head's own slow implicit bias on fixed features (see :mod:`nnboundary.experiments.convergence`).
+:func:`alignment_rates` fits ``angle ≈ c / log t`` and ``angle ≈ c / log(1/L)`` to the rows.
+
 Example
 -------
 >>> tracker = AlignmentTracker(X, y, "runs/mlp")           # doctest: +SKIP
@@ -31,10 +38,10 @@ import pandas as pd
 
 from nnboundary._jsonio import to_jsonable
 from nnboundary.analysis import analyze
-from nnboundary.metrics import fit_inverse_log  # noqa: F401 - re-exported: the one fit of c / log t
+from nnboundary.metrics import direction_angle, fit_inverse_log, inverse_log_fit_holds
 from nnboundary.train import TrainCallback
 
-__all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
+__all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log", "alignment_rates", "movement"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,11 +94,19 @@ class AlignmentTracker(TrainCallback):
     As a :class:`nnboundary.train.TrainCallback` (``fit(..., callbacks=[tracker])``) it evaluates the
     initialisation (step 0), every scheduled step and the last step.
 
+    Between evaluations it keeps the previous SVM's weights (K·D floats) and the previous features of the
+    tracked points (N·D float64: 8·N·D bytes, e.g. 2 000 points × 512 features = 8 MB, 10 000 × 2048 = 164 MB),
+    which the evaluation extracts anyway; comparing them costs O(N·D) per evaluation, next to the SVM fit.
+    Both go into :meth:`state_dict` as plain lists (JSON-safe, no pickle; a checkpoint grows by N·D numbers, about
+    20 bytes each as JSON text), so a run resumed from a checkpoint gives the same rows as an uninterrupted one. A tracker resumed from its jsonl file alone has no previous
+    evaluation: its first new row has NaN movement.
+
     Attributes
     ----------
     records : list of dict
-        One row per evaluation: ``step``, the analysis summary, ``eval_seconds`` and the
-        ``**extra`` given to :meth:`step`.
+        One row per evaluation: ``step``, the analysis summary, ``svm_step_angle_deg`` and ``feature_change``
+        (the movement since the previous evaluation, NaN at the first), ``eval_seconds`` and the ``**extra``
+        given to :meth:`step`.
     path : Path or None
         The metrics.jsonl file.
     """
@@ -135,6 +150,8 @@ class AlignmentTracker(TrainCallback):
         self._support: np.ndarray | None = None
         self._support_reg: np.ndarray | None = None
         self._head_name: str | None = head if isinstance(head, str) else None
+        self._prev_svm: np.ndarray | None = None  # (K, D) or (1, D): the last evaluation's SVM weights
+        self._prev_features: np.ndarray | None = None  # (N, D): the last evaluation's features
         self.path = _jsonl_path(out)
         if self.path is not None:
             self._open(resume=resume, overwrite=overwrite)
@@ -200,7 +217,12 @@ class AlignmentTracker(TrainCallback):
         self._support = np.asarray(result.support)
         if result.svm_regularized is not None and hasattr(result.svm_regularized, "support_"):
             self._support_reg = np.asarray(result.svm_regularized.support_)
-        row = {"step": step, **result.summary, "eval_seconds": time.perf_counter() - t0}
+        V = getattr(result.svm, "coef_", None)
+        V = None if V is None else np.atleast_2d(np.asarray(V, dtype=np.float64))
+        H = np.asarray(result.features, dtype=np.float64)
+        moved = movement(self._prev_svm, V, self._prev_features, H)
+        self._prev_svm, self._prev_features = V, H
+        row = {"step": step, **result.summary, **moved, "eval_seconds": time.perf_counter() - t0}
         row.update({k: _scalar(v) for k, v in extra.items()})
         self.records.append(row)
         self._append(row)
@@ -246,8 +268,11 @@ class AlignmentTracker(TrainCallback):
         return f"AlignmentTracker{{head={self._head_name or self.head}}}"
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resumed run needs: records and the warm-start support sets."""
+        """Everything a resumed run needs: records, the warm-start support sets and the previous evaluation's SVM
+        weights and features — plain lists, like the rest (JSON-safe, no pickle; float64 round-trips exactly)."""
         return {
+            "previous_svm": None if self._prev_svm is None else self._prev_svm.tolist(),
+            "previous_features": None if self._prev_features is None else self._prev_features.tolist(),
             "format": self.format,
             "records": [dict(r) for r in self.records],
             "support": None if self._support is None else self._support.tolist(),
@@ -266,6 +291,9 @@ class AlignmentTracker(TrainCallback):
         self._support_reg = None if sr is None else np.asarray(sr, dtype=np.int64)
         self._head_name = state.get("head") or self._head_name
         self.errors = [dict(e) for e in state.get("errors", [])]
+        V, H = state.get("previous_svm"), state.get("previous_features")
+        self._prev_svm = None if V is None else np.asarray(V, dtype=np.float64)
+        self._prev_features = None if H is None else np.asarray(H, dtype=np.float64)
 
     # -- results -----------------------------------------------------------------------------
     @property
@@ -276,6 +304,67 @@ class AlignmentTracker(TrainCallback):
     def __repr__(self) -> str:
         return (f"AlignmentTracker(N={_n(self.X)}, schedule={self.schedule!r}, every={self.every}, "
                 f"path={str(self.path) if self.path else None!r}, records={len(self.records)})")
+
+
+# ----------------------------------------------------------------------------- movement and rates
+
+
+def movement(V_prev: np.ndarray | None, V: np.ndarray | None, H_prev: np.ndarray | None,
+             H: np.ndarray | None) -> dict[str, float]:
+    """How far the SVM direction and the features moved between two evaluations.
+
+    Parameters
+    ----------
+    V_prev, V : ndarray of shape (K, D) or (1, D), or None
+        The SVM weights (``coef_``) of the previous and of this evaluation; compared as directions with
+        :func:`nnboundary.metrics.direction_angle` (row-centred for K > 2, so scale and a common row shift do not
+        count).
+    H_prev, H : ndarray of shape (N, D), or None
+        The features of the same tracked points at the two evaluations.
+
+    Returns
+    -------
+    dict
+        ``svm_step_angle_deg`` (degrees, in [0, 180]) and ``feature_change`` (``‖H − H_prev‖_F / ‖H_prev‖_F``, ≥ 0);
+        NaN where a previous value is missing, the shapes differ or ``H_prev`` is 0. O(N·D).
+    """
+    nan = float("nan")
+    angle = nan
+    if V_prev is not None and V is not None and V_prev.shape == V.shape:
+        angle = direction_angle(V, V_prev)
+    change = nan
+    if H_prev is not None and H is not None and H_prev.shape == H.shape:
+        base = float(np.linalg.norm(H_prev))
+        change = float(np.linalg.norm(H - H_prev)) / base if base > 0 else nan
+    return {"svm_step_angle_deg": angle, "feature_change": change}
+
+
+def alignment_rates(records: Iterable[dict[str, Any]], *, value: str = "angle_deg", fraction: float = 0.5,
+                    rule: dict[str, float] | None = None) -> dict[str, dict[str, Any]]:
+    """Fit ``value ≈ c / log t`` and ``value ≈ c / log(1/L)`` (the loss clock) to tracked rows.
+
+    Uses the rows with a finite ``value`` whose features were separable (a soft-margin SVM is another target),
+    the later ``fraction`` of them by step (see :func:`nnboundary.metrics.fit_inverse_log`); the loss is the
+    rows' ``loss`` (the head's mean cross-entropy on the tracked points after the step).
+
+    Returns
+    -------
+    dict
+        ``{"step": fit, "loss": fit}``; each fit as :func:`~nnboundary.metrics.fit_inverse_log` returns it, plus
+        ``value`` (the column fitted) and ``holds`` (:func:`~nnboundary.metrics.inverse_log_fit_holds` with
+        ``rule``).
+    """
+    rows = [r for r in records if "step" in r and r.get("separable") is not False]
+
+    def column(name: str) -> np.ndarray:
+        return np.array([np.nan if r.get(name) is None else float(r[name]) for r in rows], dtype=np.float64)
+
+    step, v, loss = column("step"), column(value), column("loss")
+    out = {}
+    for clock, kw in (("step", {}), ("loss", {"loss": loss})):
+        fit = fit_inverse_log(step, v, fraction=fraction, **kw)
+        out[clock] = {**fit, "value": value, "holds": inverse_log_fit_holds(fit, rule)}
+    return out
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -136,6 +136,10 @@ class ExperimentConfig:
     snapshot_space : {"input", "transformed"}
     grid_resolution : int
         Grid points per axis for the figures and the grid agreement.
+    head_continuation_steps : int
+        After training, continue training the head alone on the frozen final features for this many steps
+        (:func:`nnboundary.experiments.convergence.continue_head`: loss-based step size, float64, full batch) and
+        report how fast it approaches their SVM (``head_alone`` in the summary). 0 = off.
     variants : tuple of Variant
         Empty for a single run; otherwise one run per variant, compared in one table.
     paper_ref, claim, notes : str
@@ -170,6 +174,7 @@ class ExperimentConfig:
     snapshots: tuple[int, ...] = ()
     snapshot_space: str = "input"
     grid_resolution: int = 200
+    head_continuation_steps: int = 0
     variants: tuple[Variant, ...] = ()
     paper_ref: str = ""
     claim: str = ""
@@ -263,6 +268,10 @@ class ExperimentConfig:
             if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                           and value >= 0):
                 raise ValueError(f"{name} must be None or a number >= 0, got {value!r}.")
+        if isinstance(self.head_continuation_steps, bool) or not isinstance(self.head_continuation_steps, int) \
+                or self.head_continuation_steps < 0:
+            raise ValueError("head_continuation_steps must be a non-negative int (0 = no head-alone continuation), "
+                             f"got {self.head_continuation_steps!r}.")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
         if not 0.0 < float(self.test_fraction) < 1.0:
