@@ -54,6 +54,7 @@ __all__ = [
     "converge_rule",
     "CONVERGE_TARGET_LOSS",
     "CONVERGE_STEPS",
+    "CONVERGE_HEAD_STEPS",
     "list_experiments",
     "register_experiment",
     "register_kind",
@@ -380,6 +381,9 @@ CONVERGE_TARGET_LOSS = 1e-12
 #: The converge profile's deterministic step budget per run (a study: per variant). Measured on 2 CPU cores
 #: (shared): the quick 2-unit nets do 100-300 loss-based steps/s, so the budget is about 1-4 min per run.
 CONVERGE_STEPS = 20_000
+#: Head-alone steps on the frozen final features after a converge run (:mod:`nnboundary.experiments.convergence`):
+#: the second diagnostic of a remaining gap, the head's own implicit bias on fixed features.
+CONVERGE_HEAD_STEPS = 2_000
 
 
 def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> ExperimentConfig:
@@ -393,7 +397,8 @@ def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> Experi
     initial ``alpha``) and ``optimizer_kwargs={"warmup": "adam", "warmup_lr": <quick Adam lr, else 1e-3>,
     "switch_loss": 0.5, "momentum": 0.98}`` (see :class:`nnboundary.train.LossBasedGD` for why the warm-up
     and the momentum; ``up`` keeps its default 1.1),
-    ``steps=CONVERGE_STEPS`` (the budget), ``target_loss=CONVERGE_TARGET_LOSS``, ``track="log"``.
+    ``steps=CONVERGE_STEPS`` (the budget), ``target_loss=CONVERGE_TARGET_LOSS``, ``track="log"``,
+    ``head_continuation_steps=CONVERGE_HEAD_STEPS``.
     Variants keep their own overrides (the optimizer study still compares its optimizers, now to the limit).
     """
     warmup_lr = quick.lr if quick.optimizer == "adam" else 1e-3
@@ -401,6 +406,7 @@ def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> Experi
         "batch_size": None, "dtype": "float64", "optimizer": "loss_based", "lr": 0.1,
         "optimizer_kwargs": {"warmup": "adam", "warmup_lr": warmup_lr, "switch_loss": 0.5, "momentum": 0.98},
         "steps": CONVERGE_STEPS, "target_loss": CONVERGE_TARGET_LOSS, "track": "log",
+        "head_continuation_steps": CONVERGE_HEAD_STEPS,
     }
     keep = {k: v for k, v in rule.items() if getattr(converge, k) == getattr(quick, k)}
     if "optimizer" not in keep:          # the entry chose its own optimizer: its kwargs and lr are its own too
