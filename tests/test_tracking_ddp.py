@@ -182,13 +182,16 @@ def assert_same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]], tol:
 
 # ----------------------------------------------------------------------------- Lightning, strategy="ddp"
 
-N_L, B_L, T_L = 40, 10, 10  # points (tracked = trained on), global batch (5 per rank), steps (2.5 epochs)
+# points (tracked = trained on), global batch (4 per rank), steps (2 epochs of 5), the step a run stops at (the end
+# of the first epoch, a scheduled step: a stopped run also evaluates its last step)
+N_L, B_L, T_L, K_L = 40, 8, 10, 5
 
 
 def _lightning_worker(rank: int, world: int, out: str) -> None:
     """``L.Trainer(strategy="ddp", devices=2)`` in each of the 2 processes (torchrun-style environment: Lightning
     launches nothing and creates the process group inside ``fit``, after the tracker was made)."""
     import lightning.pytorch as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
     from nnboundary.callbacks import AlignmentCallback
@@ -210,17 +213,34 @@ def _lightning_worker(rank: int, world: int, out: str) -> None:
 
     X, y = _data()
     X, y = X[:N_L], y[:N_L]
-    tracker = AlignmentTracker(X, y, Path(out) / "lightning")  # every rank holds all tracked points
-    assert not D.is_distributed() and tracker.records == []
-    trainer = L.Trainer(accelerator="cpu", devices=world, strategy="ddp", max_steps=T_L, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        use_distributed_sampler=False, callbacks=[AlignmentCallback(tracker)])
     data = TensorDataset(X, y)  # Lightning's own sampler would shuffle; this one gives rank r points r, r+2, ...
     loader = DataLoader(data, batch_size=B_L // world,
                         sampler=DistributedSampler(data, num_replicas=world, rank=rank, shuffle=False))
-    trainer.fit(Lit(), loader)
+
+    def trainer(max_steps: int, tracker: AlignmentTracker, *more: Any) -> L.Trainer:
+        return L.Trainer(accelerator="cpu", devices=world, strategy="ddp", max_steps=max_steps, logger=False,
+                         enable_checkpointing=bool(more), enable_progress_bar=False, enable_model_summary=False,
+                         use_distributed_sampler=False, callbacks=[AlignmentCallback(tracker), *more])
+
+    tracker = AlignmentTracker(X, y, Path(out) / "lightning")  # every rank holds all tracked points
+    assert not D.is_distributed() and tracker.records == []
+    trainer(T_L, tracker).fit(Lit(), loader)
     assert D.is_distributed() and D.world_size() == world
     _dump(tracker, Path(out) / f"records_lightning_{rank}.json")
+
+    # stopped at K_L with a checkpoint of that step (Lightning runs checkpoint callbacks after the others, so it
+    # holds the tracker's step-K_L record), resumed by fit(ckpt_path=...) with a fresh tracker (resume=True)
+    tracker = AlignmentTracker(X, y, Path(out) / "lightning_resumed")
+    every = ModelCheckpoint(dirpath=Path(out) / "ckpt", filename="stopped", every_n_train_steps=K_L, save_top_k=-1)
+    trainer(K_L, tracker, every).fit(Lit(), loader)
+    ckpt = Path(out) / "ckpt" / "stopped.ckpt"
+    tracker = AlignmentTracker(X, y, Path(out) / "lightning_resumed", resume=True)
+    loaded = []
+    load = tracker.load_state_dict
+    tracker.load_state_dict = lambda state: (loaded.append(True), load(state))[1]  # type: ignore[method-assign]
+    trainer(T_L, tracker).fit(Lit(), loader, ckpt_path=ckpt)
+    assert loaded == [True]  # the checkpointed state reached the fresh tracker (not only the jsonl's records)
+    _dump(tracker, Path(out) / f"records_lightning_resumed_{rank}.json")
 
 
 class _Holder(nn.Module):
@@ -236,7 +256,7 @@ class _Holder(nn.Module):
 
 def _one_process_like_lightning(out: Path) -> None:
     """The same training in one process: DistributedSampler(shuffle=False) gives rank r the points r, r+2, ...,
-    so global batch j of an epoch is points 10j .. 10j+9."""
+    so global batch j of an epoch is points 8j .. 8j+7."""
     X, y = _data()
     X, y = X[:N_L], y[:N_L]
     holder = _Holder()
@@ -305,10 +325,11 @@ def test_two_process_ddp_gives_the_one_process_rows_and_resumes(runs):
 
 
 @gloo
-def test_lightning_callback_under_ddp_gives_the_one_process_rows(runs):
+def test_lightning_callback_under_ddp_gives_the_one_process_rows_and_resumes(runs):
     pytest.importorskip("lightning")
     one = _rows(runs / "one_lightning" / "metrics.jsonl")
     assert [r["step"] for r in one] == [0, 1, 2, 5, 10] and one[-1]["head"] == "net.2"
-    assert_same_rows(_rows(runs / "lightning" / "metrics.jsonl"), one)
-    r0, r1 = ((runs / f"records_lightning_{r}.json").read_text() for r in (0, 1))
-    assert r0 == r1
+    for run in ("lightning", "lightning_resumed"):
+        assert_same_rows(_rows(runs / run / "metrics.jsonl"), one)
+        r0, r1 = ((runs / f"records_{run}_{r}.json").read_text() for r in (0, 1))
+        assert r0 == r1
