@@ -44,10 +44,11 @@ import pandas as pd
 
 from nnboundary import distributed
 from nnboundary._jsonio import to_jsonable
-from nnboundary.analysis import Analysis, analyze, analyze_features
-from nnboundary.features import ExtractedFeatures, extract_features, head_params
+from nnboundary.analysis import analyze
 from nnboundary.metrics import fit_inverse_log  # noqa: F401 - re-exported: the one fit of c / log t
 from nnboundary.train import TrainCallback
+from nnboundary.analysis import Analysis, analyze_features  # noqa: I001 - the distributed path (kept apart: merges)
+from nnboundary.features import ExtractedFeatures, extract_features, head_params
 
 __all__ = ["AlignmentTracker", "is_log_step", "fit_inverse_log"]
 
