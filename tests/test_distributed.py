@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from datetime import timedelta
 from collections.abc import Callable
 from typing import Any
 
@@ -139,7 +140,7 @@ class _Unpicklable(Exception):
 
 
 def _collectives(rank: int, world: int, out: str) -> None:
-    assert D.init_from_env() is True and D.init_from_env() is True  # idempotent
+    assert D.init_from_env(timeout=timedelta(seconds=120)) is True and D.init_from_env() is True  # idempotent
     assert (D.rank(), D.world_size(), D.is_main()) == (rank, world, rank == 0)
     assert dist.get_backend() == "gloo"
     # float64 rows of different counts per rank (rank 1 holds 3, rank 0 holds 5), bit-exact, in rank order

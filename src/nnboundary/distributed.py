@@ -27,6 +27,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import numpy as np
@@ -47,6 +48,7 @@ class RankError(RuntimeError):
     """Raised on the ranks where a collective step did *not* fail, when another rank's did (its message says which
     rank and why), so that every rank stops at the same point instead of waiting forever for the failed one."""
 
+
 logger = logging.getLogger(__name__)
 
 
@@ -54,7 +56,7 @@ def _initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def init_from_env(backend: str | None = None) -> bool:
+def init_from_env(backend: str | None = None, *, timeout: timedelta | None = None) -> bool:
     """Initialise the default process group from torchrun's environment when there is more than one process.
 
     Parameters
@@ -62,6 +64,10 @@ def init_from_env(backend: str | None = None) -> bool:
     backend : {"gloo", "nccl", None}, default=None
         None picks nccl when CUDA is available here (``nnboundary.device.resolve_device()``), else gloo. With nccl,
         the process's CUDA device is set to ``LOCAL_RANK`` first.
+    timeout : timedelta, default=None
+        How long a collective may wait for the other ranks (torch's default: 30 min for gloo, 10 min for nccl).
+        Work done on rank 0 alone while the others wait (an SVM fit of the tracker, the restricted problem of a
+        distributed solve) must finish within it.
 
     Returns
     -------
@@ -91,7 +97,8 @@ def init_from_env(backend: str | None = None) -> bool:
         backend = "nccl" if resolve_device(None).type == "cuda" and dist.is_nccl_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group(backend=backend, init_method="env://")
+    dist.init_process_group(backend=backend, init_method="env://",
+                            **({} if timeout is None else {"timeout": timeout}))
     logger.info("torch.distributed: rank %d of %d (%s).", dist.get_rank(), dist.get_world_size(), backend)
     return True
 
