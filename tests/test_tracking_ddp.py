@@ -180,6 +180,51 @@ def assert_same_rows(got: list[dict[str, Any]], want: list[dict[str, Any]], tol:
                 assert g[k] == v, (w["step"], k, g[k], v)
 
 
+# ----------------------------------------------------------------------------- one process: nothing changes
+
+
+def test_sharded_tracker_in_one_process_and_a_wrapped_model_give_the_plain_rows():
+    X, y = _data()
+    model = _model()
+    rows = []
+    for tracker, target in ((AlignmentTracker(X, y), model),
+                            (AlignmentTracker(X, y, sharded=True), nn.DataParallel(model))):
+        tracker.step(1, target)
+        rows.append(tracker.records)
+    assert rows[1][0]["head"] == "2"  # found through .module, named as in the plain model
+    assert_same_rows(rows[1], rows[0], tol=0.0)
+
+
+def test_tracker_opens_its_file_at_the_first_hook_when_the_process_group_is_still_to_come(tmp_path, monkeypatch):
+    X, y = _data()
+    first = AlignmentTracker(X, y, tmp_path)
+    first.step(1, _model())
+    monkeypatch.setenv("WORLD_SIZE", "2")  # launched by torchrun, but no process group yet (as before Lightning's fit)
+    late = AlignmentTracker(X, y, tmp_path)  # the file exists: the refusal waits for the first hook
+    with pytest.raises(FileExistsError, match="resume=True"):
+        late.on_start(0, _model(), total_steps=T)
+    resumed = AlignmentTracker(X, y, tmp_path, resume=True)
+    assert resumed.records == []
+    resumed.on_start(1, _model(), total_steps=T)
+    assert [r["step"] for r in resumed.records] == [1]
+
+
+def test_lightning_callback_state_key_is_known_before_the_first_evaluation_and_old_keys_are_read():
+    pytest.importorskip("lightning")
+    from nnboundary.callbacks import AlignmentCallback
+
+    X, y = _data()
+    tracker = AlignmentTracker(X, y)
+    cb = AlignmentCallback(tracker)
+    key = cb.state_key
+    tracker.step(1, _model())
+    assert cb.state_key == key == "AlignmentCallback{head=None, out=None}"  # unchanged by the discovered head
+    state = tracker.state_dict()
+    fresh = AlignmentTracker(X, y)
+    AlignmentCallback(fresh).on_load_checkpoint(None, None, {"callbacks": {"AlignmentTracker{head=2}": state}})
+    assert fresh.records == tracker.records and np.array_equal(fresh.state_dict()["support"], state["support"])
+
+
 # ----------------------------------------------------------------------------- Lightning, strategy="ddp"
 
 # points (tracked = trained on), global batch (4 per rank), steps (2 epochs of 5), the step a run stops at (the end

@@ -102,7 +102,9 @@ class AlignmentTracker(TrainCallback):
     sharded : bool, default=False
         Under torch.distributed: X, y (and X_test, y_test) are this rank's shard of the tracked points, and the
         features of all shards are gathered, in rank order, for each evaluation (module docstring). False: every
-        rank holds all of them. Without a process group (one process) it changes nothing.
+        rank holds all of them. Without a process group (one process) it changes nothing. Prefer blocks of
+        :func:`~nnboundary.distributed.shard_range` to a ``DistributedSampler``, which repeats points to even out
+        the shards.
 
     As a :class:`nnboundary.train.TrainCallback` (``fit(..., callbacks=[tracker])``) it evaluates the
     initialisation (step 0), every scheduled step and the last step.
