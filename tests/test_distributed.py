@@ -6,6 +6,7 @@ tests use.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import time
@@ -49,13 +50,21 @@ def run_ranks(fn: Callable[..., Any], *args: Any, world: int = 2, timeout: float
               env: dict[str, str] | None = None) -> None:
     """Run ``fn(rank, world, *args)`` in ``world`` fresh processes with torchrun's environment variables set.
 
-    ``fn`` must be a module-level function (spawn pickles it by name) and calls
+    ``fn`` must be a module-level function (it is pickled by name) and calls
     :func:`nnboundary.distributed.init_from_env` itself (or lets Lightning do it). A failure in any process is
     re-raised here with its traceback; processes still running after ``timeout`` seconds are killed and the test
     fails (a collective that never completes).
+
+    The processes come from a fork server that imported ``fn``'s module (torch, nnboundary) once for the whole
+    session, so each start costs a fork instead of a Python start-up and its imports; where there is no fork
+    server, they are spawned.
     """
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "forkserver":
+        # imported by the server when it starts (at the first call); later calls' modules load in each process
+        multiprocessing.set_forkserver_preload(sorted({__name__, fn.__module__} - {"__main__"}))
     ctx = mp.start_processes(_entry, args=(world, free_port(), fn, args, env or {}), nprocs=world, join=False,
-                             start_method="spawn")
+                             start_method=method)
     deadline = time.monotonic() + timeout
     while not ctx.join(timeout=1.0):
         if time.monotonic() > deadline:
