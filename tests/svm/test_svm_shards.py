@@ -18,6 +18,7 @@ class _Hub:
         self.slots = [None] * world_size
         self.barrier = threading.Barrier(world_size, timeout=120)
         self.calls = 0
+        self.sizes = []  # pickled bytes each rank sent, per call
 
 
 class ThreadReducer:
@@ -28,7 +29,8 @@ class ThreadReducer:
         self.hub, self.rank, self.world_size = hub, rank, len(hub.slots)
 
     def allgather(self, obj):
-        self.hub.slots[self.rank] = pickle.dumps(obj)
+        self.hub.slots[self.rank] = blob = pickle.dumps(obj)
+        self.hub.sizes.append(len(blob))
         self.hub.barrier.wait()
         out = [pickle.loads(blob) for blob in self.hub.slots]
         if self.rank == 0:
@@ -56,6 +58,7 @@ def fit_on_ranks(make, shards, **fit_kwargs):
         t.join()
     if errors:
         raise errors[0]
+    fit_on_ranks.largest_message = max(hub.sizes, default=0)
     return results, hub.calls
 
 
@@ -179,6 +182,7 @@ def test_sharded_memmaps_with_subsampled_statistics_and_seed(tmp_path, monkeypat
                                                  (mm[1400:], y[1400:])])
     for clf in fits:
         assert_same_fit(clf, whole)
+    assert fit_on_ranks.largest_message < X.nbytes / 3  # summaries and a few rows, never a shard
     # other statistics are another (exact) conditioning of the same problem: the same solution to the QPs' accuracy
     assert whole.max_violation_ <= whole.tol
     u, v = whole.coef_.ravel(), exact.coef_.ravel()

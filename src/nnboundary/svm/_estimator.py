@@ -158,13 +158,28 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    Cost. Each working-set round is one pass over all n points (O(n·K·d) flops, O(n·K) memory for the margin
-    table) plus one exact restricted QP, solved by the cheaper of a primal interior-point method (a normal matrix of
-    size K·(d+1): O((K·d)³) per iteration) and a dual one on the p units of the working set (the Gram matrix of
-    its points: O(p³ + m_s²·d) per iteration, O(p²) memory), so a CIFAR-100 head (K·d = 51,200) costs what its few
-    thousand active (point, rival) pairs cost. The first working set comes from liblinear's dual coordinate descent
-    at a loose tolerance (O(n·K·d) per pass). Memory is estimated before each large allocation and an
-    :class:`~nnboundary.svm.InsufficientMemoryError` says how much is needed instead of a raw ``MemoryError``.
+    Cost. Each working-set round is one pass over all n points (O(n·K·d) flops, in chunks of rows whose tables
+    take at most 64 MiB, so never the whole (n, K) margin table of a large problem) plus one exact restricted QP,
+    solved by the cheaper of a primal interior-point method (a normal matrix of size K·(d+1): O((K·d)³) per
+    iteration) and a dual one on the p units of the working set (the Gram matrix of its points: O(p³ + m_s²·d) per
+    iteration, O(p²) memory), so a CIFAR-100 head (K·d = 51,200) costs what its few thousand active (point, rival)
+    pairs cost. The first working set comes from liblinear's dual coordinate descent at a loose tolerance
+    (O(n·K·d) per pass), on all rows, or on a deterministic subsample of them when n·d exceeds about 4 GiB (the
+    certificate still checks every point: a poorer seed only costs rounds). Memory is estimated before each large
+    allocation and an :class:`~nnboundary.svm.InsufficientMemoryError` says how much is needed instead of a raw
+    ``MemoryError``.
+
+    Features larger than memory. ``X`` may be an ``np.memmap`` (``np.load(path, mmap_mode="r")``) or another
+    ndarray-like that is not an in-memory array: it is never read whole, nor copied; every pass reads it chunk by
+    chunk and normalises each chunk, and the restricted QPs read only their working set's rows. The normalisation
+    statistics (median, norm scale, mean direction) come from a deterministic subsample of the rows (all of them
+    up to 2²⁸ bytes of features), the peak from all rows.
+
+    Several processes. ``fit(X_shard, y_shard, reducer=...)`` on every rank (see ``fit``): each rank scores its
+    own rows, the small summaries of each pass are all-gathered, the working set's rows are gathered from their
+    owners, and the restricted QP is solved on rank 0 and sent to every rank. The subsamples, the seed and the
+    choice of candidate units are by global index, so the fit equals the one-process fit on the concatenated rows
+    (to rounding).
 
     Attributes
     ----------
@@ -226,7 +241,8 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            With a ``reducer`` of several ranks: this rank's contiguous shard of the rows (the global order is the
+            In memory (NumPy, an accelerator's array), or an ``np.memmap`` / ndarray-like read chunk by chunk (see
+            the class notes). With a ``reducer`` of several ranks: this rank's contiguous shard of the rows (the global order is the
             shards concatenated in rank order; a shard may be empty).
         y : array-like of shape (n_samples,), any hashable labels, at least two classes (over all shards).
         init_support : array-like of int, optional

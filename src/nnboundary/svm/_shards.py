@@ -27,7 +27,7 @@ from nnboundary.svm._reducer import LocalReducer
 __all__ = ["CHUNK_BYTES", "FeatureShards", "chunk_rows", "subsample"]
 
 #: Memory one chunk of a pass over all points may take (its tables and, when streamed, its feature rows).
-CHUNK_BYTES = 256 * 2 ** 20
+CHUNK_BYTES = 64 * 2 ** 20
 
 
 def chunk_rows(bytes_per_row: float, budget: float | None = None) -> int:
