@@ -86,7 +86,7 @@ def fit_normalisation(raw: FeatureShards, bias: str, materialise: bool
     sub = subsample(raw.n_total, stats_rows(d_hat))
     full = materialise and not raw.sharded and len(sub) == raw.n_total  # the statistics of all rows, in place
     R = raw.block(0, raw.n_local) if full else raw.rows(sub)  # (m, d̂) rows of X̂
-    shift = np.median(R, axis=0) if free else np.zeros(d_hat)
+    shift = column_median(R) if free else np.zeros(d_hat)
     H = None
     if materialise:
         H = (R if full else raw.block(0, raw.n_local)) - shift
@@ -99,7 +99,10 @@ def fit_normalisation(raw: FeatureShards, bias: str, materialise: bool
     coarse = float(np.ldexp(1.0, int(np.frexp(peak)[1])))  # a power of two: dividing by it is exact
     if H is not None:
         H /= coarse
-    rows = H if full else (R - shift) / coarse
+    rows = H if full else R  # the subsample's rows, scaled in place (R is no longer needed raw)
+    if not full:
+        rows -= shift
+        rows /= coarse
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
     fine = float(np.median(norms[norms > 0])) if (norms > 0).any() else 1.0
     if H is not None:
@@ -117,6 +120,13 @@ def fit_normalisation(raw: FeatureShards, bias: str, materialise: bool
     if H is not None and reflector is not None:
         H -= 2.0 * np.outer(H @ reflector, reflector)
     return Normalisation(shift, coarse, fine, reflector, augment), H
+
+
+def column_median(R: np.ndarray, block: int = 64) -> np.ndarray:
+    """``np.median(R, axis=0)``, shape (d,), a block of columns at a time (numpy's median copies what it sorts:
+    this way one block of columns, not all of R)."""
+    return np.concatenate([np.median(R[:, j:j + block], axis=0) for j in range(0, R.shape[1], block)]
+                          or [np.zeros(0)])
 
 
 def _streamed_peak(raw: FeatureShards, shift: np.ndarray) -> float:

@@ -93,12 +93,16 @@ class FeatureShards:
             yield self.offset + start, stop - start, (None if self.device is not None else self.block(start, stop))
 
     def local_rows(self, local: np.ndarray) -> np.ndarray:
-        """H's rows at sorted local indices, shape (len(local), d)."""
+        """H's rows at sorted local indices, shape (len(local), d); streamed rows are read and normalised a chunk
+        at a time into the result, so the memory is the result plus one chunk."""
         if self.transform is None:
             return self.data[local]
-        if len(local) == 0:
-            return np.zeros((0, self.n_features))
-        return self.transform(np.asarray(self.data[np.asarray(local)]))
+        local = np.asarray(local, dtype=np.int64)
+        out = np.empty((len(local), self.n_features))
+        step = max(self.rows_per_chunk, 1)
+        for start in range(0, len(local), step):
+            out[start:start + step] = self.transform(np.asarray(self.data[local[start:start + step]]))
+        return out
 
     def rows(self, samples: np.ndarray) -> np.ndarray:
         """H's rows at sorted, distinct global indices, shape (len(samples), d); gathered from their owners when
