@@ -1,6 +1,7 @@
 """Sharded fits (a reducer of several ranks, simulated by threads) and features larger than memory (memmap):
 the same estimator as a one-process fit on the concatenated rows, to 1e-9."""
 
+import itertools
 import pickle
 import threading
 
@@ -65,7 +66,7 @@ def fit_on_ranks(make, shards, **fit_kwargs):
 def split(X, y, cuts):
     """Contiguous shards of (X, y) at the given row offsets."""
     edges = [0, *cuts, len(X)]
-    return [(X[a:b], y[a:b]) for a, b in zip(edges, edges[1:])]
+    return [(X[a:b], y[a:b]) for a, b in itertools.pairwise(edges)]
 
 
 def assert_same_fit(a, b):
@@ -90,7 +91,7 @@ def test_sharded_fit_equals_the_one_process_fit(K, multiclass, C, bias):
     if C is not None:  # make the soft margin bind
         y = y.copy()
         y[:6] = (y[:6] + 1) % K
-    make = lambda: MaxMarginClassifier(C=C, bias=bias, multiclass=multiclass)  # noqa: E731
+    make = lambda: MaxMarginClassifier(C=C, bias=bias, multiclass=multiclass)
     whole = make().fit(X, y)
     fits, calls = fit_on_ranks(make, split(X, y, [400, 1100]))  # uneven shards
     assert calls > 0
@@ -155,7 +156,7 @@ def test_memmap_features_are_streamed_in_chunks_and_give_the_in_memory_fit(tmp_p
         y = y.copy()
         y[:6] = (y[:6] + 1) % K
     X = X.astype(np.float32)  # a float32 file, as features are usually stored
-    make = lambda: MaxMarginClassifier(C=C, bias=bias, multiclass=multiclass)  # noqa: E731
+    make = lambda: MaxMarginClassifier(C=C, bias=bias, multiclass=multiclass)
     whole = make().fit(X.astype(np.float64), y)
     import nnboundary.svm._estimator as estimator
     monkeypatch.setattr(estimator, "validate_data", None)  # a streamed fit never validates (copies) X whole

@@ -305,7 +305,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         d_hat = X.shape[1] + int(augment)
         K = len(self.classes_)
         n_blocks = K if K > 2 and self.multiclass == "crammer_singer" else 1
-        per = n_blocks if n_blocks > 1 else 1
+        per = n_blocks  # units per sample: 1 (binary, OvR) or K (Crammer–Singer)
         n_vars = n_blocks * d_hat + (n_blocks if self.bias == "free" else 0)
         n_valid = where.n_total * (per - 1 if per > 1 else 1)
         seed_size = max(min(2 * n_vars, 6000), 50)

@@ -83,7 +83,7 @@ class MarginProblem:
         """H's rows at sorted, distinct sample indices, shape (len(samples), d) (a collective when sharded)."""
         return self.H[samples] if self.H is not None else self.source.rows(samples)
 
-    def restricted(self, samples: np.ndarray) -> "MarginProblem":
+    def restricted(self, samples: np.ndarray) -> MarginProblem:
         """The same problem, reading only the rows of ``samples`` (sorted, distinct), gathered once: what a
         restricted QP on those samples' units needs, without collectives. Itself when H is in memory."""
         if self.H is not None:

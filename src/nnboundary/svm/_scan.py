@@ -62,7 +62,7 @@ def scan(problem: MarginProblem, W: np.ndarray, b: np.ndarray, *, S: np.ndarray 
     ``S``: the working set (sorted unit ids), ``xi_samples`` / ``xi``: the slacks of its samples (soft margin;
     zero elsewhere). A collective when the problem's rows are sharded (one allgather of the summaries).
     """
-    source, per = problem.source, problem.units_per_sample
+    source = problem.source
     S = _EMPTY_IDS if S is None else S
     xi_samples = _EMPTY_IDS if xi_samples is None else xi_samples
     parts = []

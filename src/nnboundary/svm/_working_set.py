@@ -11,6 +11,7 @@ restricted optimum increases monotonically and the loop terminates.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -173,7 +174,7 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     while True:
         rounds += 1
         view = problem.restricted(np.unique(problem.unit_samples(S)))
-        qp, dual = on_rank0(problem.source, lambda: _restricted_step(view, S, C, tol))
+        qp, dual = on_rank0(problem.source, functools.partial(_restricted_step, view, S, C, tol))
         if qp.infeasible:
             return _infeasible_result(qp, S, rounds)
         found = scan(problem, qp.W, qp.b, S=S, xi_samples=qp.xi_samples, xi=qp.xi, tol=tol, n_top=chunk)
