@@ -164,7 +164,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
     iteration) and a dual one on the p units of the working set (the Gram matrix of its points: O(p³ + m_s²·d) per
     iteration, O(p²) memory), so a CIFAR-100 head (K·d = 51,200) costs what its few thousand active (point, rival)
     pairs cost. The first working set comes from liblinear's dual coordinate descent at a loose tolerance
-    (O(n·K·d) per pass), on all rows, or on a deterministic subsample of them when n·d exceeds about 4 GiB (the
+    (O(n·K·d) per pass), on all rows, or on a deterministic subsample of them when n·(d+1)·24 bytes exceed 5 GiB (the
     certificate still checks every point: a poorer seed only costs rounds). Memory is estimated before each large
     allocation and an :class:`~nnboundary.svm.InsufficientMemoryError` says how much is needed instead of a raw
     ``MemoryError``.
