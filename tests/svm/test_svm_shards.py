@@ -13,12 +13,14 @@ from tests.svm.test_svm_scale import collapse_like
 
 
 class _Hub:
-    """What the simulated ranks share: one slot per rank and a barrier (aborted when a rank fails)."""
+    """What the simulated ranks share: the messages of every allgather call (by call number) and a flag that a
+    rank failed (the others then stop waiting)."""
 
     def __init__(self, world_size):
-        self.slots = [None] * world_size
-        self.barrier = threading.Barrier(world_size, timeout=120)
-        self.calls = 0
+        self.world_size = world_size
+        self.cond = threading.Condition()
+        self.messages: dict[int, list] = {}
+        self.failed = False
         self.sizes = []  # pickled bytes each rank sent, per call
 
 
@@ -27,21 +29,26 @@ class ThreadReducer:
     real transport would, so unpicklable or shared-mutable summaries fail here too."""
 
     def __init__(self, hub, rank):
-        self.hub, self.rank, self.world_size = hub, rank, len(hub.slots)
+        self.hub, self.rank, self.world_size = hub, rank, hub.world_size
+        self.calls = 0
 
     def allgather(self, obj):
-        self.hub.slots[self.rank] = blob = pickle.dumps(obj)
-        self.hub.sizes.append(len(blob))
-        self.hub.barrier.wait()
-        out = [pickle.loads(blob) for blob in self.hub.slots]
-        if self.rank == 0:
-            self.hub.calls += 1
-        self.hub.barrier.wait()
-        return out
+        blob, hub = pickle.dumps(obj), self.hub
+        with hub.cond:
+            slot = hub.messages.setdefault(self.calls, [None] * self.world_size)
+            slot[self.rank] = blob
+            hub.sizes.append(len(blob))
+            hub.cond.notify_all()
+            hub.cond.wait_for(lambda: hub.failed or all(m is not None for m in slot), timeout=120)
+            if not all(m is not None for m in slot):
+                raise RuntimeError("another rank failed (or did not call allgather within 120 s)")
+        self.calls += 1
+        return [pickle.loads(m) for m in slot]
 
 
 def fit_on_ranks(make, shards, **fit_kwargs):
-    """``make().fit(X_r, y_r, reducer=...)`` on one thread per shard; the fitted estimators by rank."""
+    """``make().fit(X_r, y_r, reducer=...)`` on one thread per shard; the fitted estimators by rank and the number
+    of allgather calls. ``fit_on_ranks.errors`` / ``.largest_message``: what the last call raised / sent."""
     hub = _Hub(len(shards))
     results, errors = [None] * len(shards), []
 
@@ -50,17 +57,20 @@ def fit_on_ranks(make, shards, **fit_kwargs):
             results[rank] = make().fit(*shards[rank], reducer=ThreadReducer(hub, rank), **fit_kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported below, after every thread stopped
             errors.append(exc)
-            hub.barrier.abort()
+            with hub.cond:
+                hub.failed = True
+                hub.cond.notify_all()
 
     threads = [threading.Thread(target=run, args=(r,)) for r in range(len(shards))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    fit_on_ranks.errors = errors
+    fit_on_ranks.largest_message = max(hub.sizes, default=0)
     if errors:
         raise errors[0]
-    fit_on_ranks.largest_message = max(hub.sizes, default=0)
-    return results, hub.calls
+    return results, len(hub.messages)
 
 
 def split(X, y, cuts):
@@ -208,3 +218,18 @@ def test_streamed_features_with_nan_are_refused(tmp_path):
     X[123, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinity"):
         MaxMarginClassifier().fit(as_memmap(tmp_path, X), y)
+
+
+def test_an_error_of_the_restricted_qp_on_rank_0_is_raised_on_every_rank(monkeypatch):
+    """The QP runs on rank 0 only; when it fails (here: it would not fit in memory), every rank raises the same
+    error instead of waiting for a solution that never comes."""
+    import nnboundary.svm._memory as memory
+    import nnboundary.svm._qp as qp_module
+    from nnboundary.svm import InsufficientMemoryError
+    X, y = collapse_like(400, 10, 3, seed=6)
+    monkeypatch.setattr(qp_module, "check_memory", lambda needed, what, advice: memory.check_memory(
+        needed, what, advice, limit=1000.0))
+    with pytest.raises(InsufficientMemoryError, match="restricted QP"):
+        fit_on_ranks(MaxMarginClassifier, split(X, y, [150, 300]))
+    assert len(fit_on_ranks.errors) == 3
+    assert all(isinstance(e, InsufficientMemoryError) for e in fit_on_ranks.errors)
