@@ -117,12 +117,14 @@ class FeatureShards:
         parts = self.allgather(mine)
         return np.concatenate(parts) if parts else np.zeros((0, self.n_features))
 
-    def subsample_rows(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        """(global indices (m,), H's rows (m, d)) of :func:`subsample` (n_total, size), gathered once and kept (the
-        K problems of one-vs-rest share them). O(m·d) memory on every rank."""
+    def subsample_rows(self, size: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """(global indices (m,), H's rows (m, d)) of :func:`subsample` (n_total, size), gathered once (a
+        collective) and kept for the K problems of one-vs-rest — on rank 0 only, which computes the seed from them:
+        the other ranks get None for the rows. O(m·d) memory."""
         if size not in self._subsamples:
             samples = subsample(self.n_total, size)
-            self._subsamples[size] = (samples, self.rows(samples))
+            rows = self.rows(samples)
+            self._subsamples[size] = (samples, rows if self.reducer.rank == 0 or not self.sharded else None)
         return self._subsamples[size]
 
     def reduce_max(self, value: float) -> float:

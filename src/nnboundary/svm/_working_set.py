@@ -103,16 +103,17 @@ def seed_rows(n_features: int) -> int:
     return max(2000, int(SEED_BYTES // (24 * (n_features + 1))))
 
 
-def seed_problem(problem: MarginProblem) -> MarginProblem:
+def seed_problem(problem: MarginProblem) -> MarginProblem | None:
     """The problem on the seed's rows, in memory: ``problem`` itself when its n rows are in memory and fit in
     ``SEED_BYTES``; else the rows of a deterministic global subsample (:func:`~nnboundary.svm._shards.subsample`,
-    gathered from their owners when sharded), the same however the rows are split."""
+    gathered from their owners when sharded), the same however the rows are split. A collective when sharded; None
+    on the ranks other than 0 (only rank 0 computes the seed)."""
     n = problem.n_samples
     size = seed_rows(problem.n_features)
     if problem.H is not None and n <= size:
         return problem
     samples, H = problem.source.subsample_rows(size)
-    return MarginProblem(H, problem.y[samples], problem.n_blocks, problem.free_bias)
+    return None if H is None else MarginProblem(H, problem.y[samples], problem.n_blocks, problem.free_bias)
 
 
 def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None,
