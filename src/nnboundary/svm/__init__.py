@@ -8,6 +8,7 @@ certifies infeasibility); liblinear's dual coordinate descent picks the first wo
 from nnboundary.svm._estimator import MaxMarginClassifier, NotSeparableError
 from nnboundary.svm._memory import InsufficientMemoryError
 from nnboundary.svm._qp import QPSolverError
+from nnboundary.svm._reducer import LocalReducer
 from nnboundary.svm._working_set import RoundProgress
 
-__all__ = ["InsufficientMemoryError", "MaxMarginClassifier", "NotSeparableError", "QPSolverError", "RoundProgress"]
+__all__ = ["InsufficientMemoryError", "LocalReducer", "MaxMarginClassifier", "NotSeparableError", "QPSolverError", "RoundProgress"]

@@ -20,6 +20,7 @@ from nnboundary.svm._backend import DeviceFeatures, is_device_array, to_host
 from nnboundary.svm._memory import FALLBACK_BYTES, check_memory
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._qp import QPSolverError
+from nnboundary.svm._reducer import check_reducer
 from nnboundary.svm._separability import is_separable, lp_bytes
 from nnboundary.svm._threads import one_thread
 from nnboundary.svm._working_set import dual_coefficients, solve_working_set
@@ -104,6 +105,21 @@ def _check_fit_memory(problem: MarginProblem) -> None:
     check_memory(needed, f"A max-margin fit on {n} points × {d} features with {problem.n_blocks} blocks",
                  "Pass fewer points (a class-balanced subset), reduce the feature width (e.g. PCA), or use a "
                  "machine with more memory.")
+
+
+def _gathered(X, y, reducer):
+    """Every rank's shard, concatenated in rank order, on every rank (shards of zero rows allowed)."""
+    X = to_host(X) if is_device_array(X) else np.asarray(X)
+    y = to_host(y) if is_device_array(y) else np.asarray(y)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"Each rank must pass a 2-D shard X and labels y of the same length; rank {reducer.rank} "
+                         f"got X of shape {X.shape} and {len(y)} labels.")
+    shards = reducer.allgather((X, y))
+    widths = {x.shape[1] for x, _ in shards}
+    if len(widths) != 1:
+        raise ValueError(f"The ranks' shards have different feature widths {sorted(widths)}; every rank must pass "
+                         "features of the same layer.")
+    return np.concatenate([x for x, _ in shards]), np.concatenate([labels for _, labels in shards])
 
 
 class NotSeparableError(ValueError):
@@ -206,17 +222,28 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.progress = progress
 
-    def fit(self, X, y, init_support=None):
+    def fit(self, X, y, init_support=None, reducer=None):
         """Solve the max-margin problem on (X, y).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), any hashable labels, at least two classes.
+            With a ``reducer`` of several ranks: this rank's contiguous shard of the rows (the global order is the
+            shards concatenated in rank order; a shard may be empty).
+        y : array-like of shape (n_samples,), any hashable labels, at least two classes (over all shards).
         init_support : array-like of int, optional
-            Training-point indices to put in the first working set (warm start, e.g. the previous support set).
+            Training-point indices (global ones when sharded) to put in the first working set (warm start, e.g.
+            the previous support set).
+        reducer : object or None
+            None: one process. Otherwise an object with ``rank``, ``world_size`` and ``allgather(obj) -> list``
+            (see ``nnboundary.svm.LocalReducer``; ``nnboundary.distributed.TorchReducer`` under torchrun). Every
+            rank calls ``fit`` with its shard and ends with the same fitted estimator, equal to a one-process fit
+            on the concatenated shards (``support_`` holds global indices).
         """
         self._validate_params()
+        reducer = check_reducer(reducer)
+        if reducer.world_size > 1:
+            X, y = _gathered(X, y, reducer)
         like = X if is_device_array(X) else None  # an accelerator's array: the passes over all points run there
         if like is not None:
             X, y = to_host(X), (to_host(y) if is_device_array(y) else y)
