@@ -166,3 +166,27 @@ def test_only_rank_0_saves(tmp_path):
     res.rank = 1
     res.save(tmp_path / "r1")
     assert not (tmp_path / "r1").exists()
+
+
+def test_a_features_file_is_never_copied_whole_into_memory(tmp_path, monkeypatch):
+    """Peak allocation while analysing a memory-mapped H stays well below one float64 copy of H (tracemalloc sees
+    numpy's allocations): the test fails if any step loads the file whole."""
+    import tracemalloc
+
+    H, y, W, b = blobs(n=20000, D=60, K=3, seed=1)
+    path = tmp_path / "H.npy"
+    np.save(path, H)
+    est = MaxMarginClassifier().fit(H, y)
+    reg = MaxMarginClassifier(bias="regularized").fit(H, y)
+    del H
+    monkeypatch.setattr(A, "CHUNK_BYTES", 2 ** 18)
+    mm = np.load(path, mmap_mode="r")
+    tracemalloc.start()
+    try:
+        got = analyze_features(mm, y, W, b, svm=est, svm_regularized=reg, svm_fitted=True)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    full = mm.size * 8
+    assert peak < 0.5 * full, (peak, full)
+    assert got.summary["n_samples"] == 20000 and np.isfinite(got.summary["nc1"])

@@ -29,8 +29,8 @@ from sklearn.base import clone
 from nnboundary import metrics as M
 from nnboundary.features import LABEL_KEYS, extract_features, head_params, logits_path
 
-__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svm", "fit_svms", "SUMMARY_KEYS", "CLOSENESS",
-           "claim_status", "closeness", "verdict"]
+__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svm", "fit_svms", "on_all_ranks",
+           "SUMMARY_KEYS", "CLOSENESS", "CHUNK_BYTES", "claim_status", "closeness", "verdict"]
 
 logger = logging.getLogger(__name__)
 
@@ -527,8 +527,18 @@ def analyze(
     init_support_regularized: np.ndarray | None = None,
     forward: Any = None,
     label_key: Any = LABEL_KEYS,
+    features_file: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    distributed: bool | None = None,
 ) -> Analysis:
     """Compare a classifier's last linear layer with the max-margin SVM on its features.
+
+    Under ``torchrun`` (a process group of several ranks, see :mod:`nnboundary.distributed`) every rank extracts
+    the features of its contiguous shard of the data (:func:`~nnboundary.distributed.shard_range`,
+    :func:`~nnboundary.features.select_rows`) and the analysis runs on the shards (:func:`analyze_features` with a
+    reducer): every rank gets the numbers of a one-process run (to rounding), and only rank 0's ``save`` writes.
+    With ``features_file`` the features are streamed into a memory-mapped file and analysed chunk by chunk, so
+    N·D·8 bytes may exceed the memory.
 
     Parameters
     ----------
@@ -567,6 +577,16 @@ def analyze(
         label key goes to ``model(**batch)`` are read without it).
     label_key : str or sequence of str, default=("labels", "label", "y")
         Key of the labels in dict batches.
+    features_file : path, default=None
+        Stream the training features into this ``.npy`` file (and the logits beside it, see
+        :func:`~nnboundary.features.extract_features`) and analyse them from disk in chunks. Several ranks write one
+        file each, ``<stem>.rank<r>-of-<world>.npy``. Memory: one batch, one chunk and the solver's working set; disk
+        N·(D + K)·8 bytes.
+    overwrite : bool, default=False
+        Replace an existing ``features_file`` (otherwise refused).
+    distributed : bool, default=None
+        None: shard over the ranks when a process group of more than one rank is initialised
+        (``nnboundary.distributed.init_from_env()`` under torchrun); False: one process even then; True: require it.
 
     Returns
     -------
@@ -581,14 +601,25 @@ def analyze(
     >>> result.summary["status"], result.summary["closeness"]  # doctest: +SKIP
     ('separable', 'converged')
     """
-    ext = extract_features(model, X, head, y=y, batch_size=batch_size, device=device, progress=progress,
-                           forward=forward, label_key=label_key)
+    reducer = _reducer(distributed)
+    world = 1 if reducer is None else int(reducer.world_size)
+    show = progress and (reducer is None or reducer.rank == 0)
+    file = None if features_file is None else _rank_file(features_file, reducer)
+
+    def extract(data: Any, labels: Any, which: Any, out: Any) -> Any:
+        if reducer is not None:
+            from nnboundary.distributed import shard_range
+            from nnboundary.features import n_rows, select_rows
+
+            data, labels = select_rows(data, labels, *shard_range(n_rows(data, labels)))
+        return extract_features(model, data, which, y=labels, batch_size=batch_size, device=device, progress=show,
+                                forward=forward, label_key=label_key, out=out, overwrite=overwrite)
+    ext = on_all_ranks(lambda: extract(X, y, head, file), reducer)
     head_mod = model.get_submodule(ext.head_name)
     W, b = head_params(head_mod)
     H_te = y_te = Z_te = None
     if X_test is not None:
-        te = extract_features(model, X_test, ext.head_name, y=y_test, batch_size=batch_size, device=device,
-                              progress=progress, forward=forward, label_key=label_key)
+        te = on_all_ranks(lambda: extract(X_test, y_test, ext.head_name, None), reducer)
         H_te, y_te, Z_te = te.features, te.labels, te.logits
     svm = default_svm(bias="free" if head_mod.bias is not None else "none") if svm is None else svm
     if svm_regularized is None:
@@ -597,10 +628,35 @@ def analyze(
         ext.features, ext.labels, W, b, logits=ext.logits, svm=svm, svm_regularized=svm_regularized,
         H_test=H_te, y_test=y_te, logits_test=Z_te, soft_C=soft_C, grid_resolution=grid_resolution,
         init_support=init_support, init_support_regularized=init_support_regularized, head_name=ext.head_name,
-        progress=progress,
+        progress=show, reducer=reducer,
     )
     result.settings.update(batch_size=batch_size, model_class=type(model).__name__)
+    if file is not None and world > 1:
+        result.settings["features_files"] = [str(f) for f in reducer.allgather(str(file))]
     return result
+
+
+def _reducer(distributed: bool | None) -> Any:
+    """The reducer of :func:`analyze`: a ``TorchReducer`` when sharding over several ranks, else None."""
+    if distributed is False:
+        return None
+    from nnboundary import distributed as dist
+
+    if dist.is_distributed():
+        return dist.TorchReducer()
+    if distributed:
+        raise RuntimeError("analyze(distributed=True) needs a process group of several ranks: start the program with "
+                           "`torchrun --nproc-per-node=N ...` and call nnboundary.distributed.init_from_env() first.")
+    return None
+
+
+def _rank_file(path: str | os.PathLike[str], reducer: Any) -> Path:
+    """``path`` in one process; ``<stem>.rank<r>-of-<world>.npy`` on rank r of several."""
+    p = Path(path)
+    if reducer is None or int(reducer.world_size) <= 1:
+        return p
+    stem = p.name[:-4] if p.name.endswith(".npy") else p.name
+    return p.with_name(f"{stem}.rank{reducer.rank}-of-{reducer.world_size}.npy")
 
 
 def _regularized_like(svm: Any) -> Any:
