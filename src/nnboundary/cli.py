@@ -384,6 +384,7 @@ def analyze(
     from nnboundary.analysis import on_all_ranks, verdict
     from nnboundary.features import describe as describe_model
     from nnboundary.io import check_out_dir, load_data_file
+    from nnboundary.svm import InsufficientMemoryError
 
     saved = report = None
     try:
@@ -408,7 +409,7 @@ def analyze(
                 from nnboundary.plot.report import write_analysis_report
 
                 report = write_analysis_report(result, out, title=f"{model_file.name} vs the max-margin SVM")
-    except (*_USER_ERRORS, OSError) as err:
+    except (*_USER_ERRORS, OSError, InsufficientMemoryError) as err:
         raise _fail(err) from None
     finally:
         if dist.is_distributed():
