@@ -114,3 +114,92 @@ def test_sharded_warm_start_takes_global_indices():
     assert_same_fit(fits[1], whole)
     with pytest.raises(ValueError, match="init_support"):
         fit_on_ranks(MaxMarginClassifier, split(X, y, [650]), init_support=[len(X)])
+
+
+def as_memmap(tmp_path, X, dtype=np.float64):
+    """X written to a .npy file and opened again as a read-only memory map."""
+    path = tmp_path / "features.npy"
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=X.shape)
+    out[:] = X
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
+
+
+def small_chunks(monkeypatch, rows=97):
+    """Chunks of about ``rows`` rows in every pass; returns the list of block sizes read (FeatureShards.block)."""
+    import nnboundary.svm._estimator as estimator
+    import nnboundary.svm._shards as shards
+    sizes = []
+    real = shards.FeatureShards.block
+
+    def block(self, start, stop):
+        sizes.append(stop - start)
+        return real(self, start, stop)
+    monkeypatch.setattr(shards.FeatureShards, "block", block)
+    monkeypatch.setattr(estimator, "chunk_rows", lambda bytes_per_row, budget=None: rows)
+    return sizes
+
+
+@pytest.mark.parametrize("K,multiclass,C,bias", [(2, "crammer_singer", None, "free"),
+                                                 (3, "crammer_singer", None, "regularized"),
+                                                 (3, "crammer_singer", 2.0, "free"),
+                                                 (3, "ovr", None, "free"), (3, "ovr", 2.0, "none")])
+def test_memmap_features_are_streamed_in_chunks_and_give_the_in_memory_fit(tmp_path, monkeypatch, K, multiclass, C,
+                                                                             bias):
+    X, y = collapse_like(1300, 8, K, seed=K + 10)
+    if C is not None:
+        y = y.copy()
+        y[:6] = (y[:6] + 1) % K
+    X = X.astype(np.float32)  # a float32 file, as features are usually stored
+    make = lambda: MaxMarginClassifier(C=C, bias=bias, multiclass=multiclass)  # noqa: E731
+    whole = make().fit(X.astype(np.float64), y)
+    import nnboundary.svm._estimator as estimator
+    monkeypatch.setattr(estimator, "validate_data", None)  # a streamed fit never validates (copies) X whole
+    sizes = small_chunks(monkeypatch)
+    streamed = make().fit(as_memmap(tmp_path, X, np.float32), y)
+    assert_same_fit(streamed, whole)
+    assert max(sizes) <= 97 and len(sizes) >= 3 * (len(X) // 97)  # several passes, each in chunks of ≤ 97 rows
+    assert streamed.n_features_in_ == X.shape[1]
+
+
+def test_sharded_memmaps_with_subsampled_statistics_and_seed(tmp_path, monkeypatch):
+    """Beyond the subsample sizes (patched small here) the statistics and the seed come from a deterministic
+    global subsample: the sharded, streamed fit is still the one-process one, which is still the exact solution."""
+    import nnboundary.svm._normalise as normalise
+    import nnboundary.svm._working_set as working_set
+    X, y = collapse_like(1500, 8, 3, seed=21)
+    exact = MaxMarginClassifier().fit(X, y)
+    monkeypatch.setattr(normalise, "stats_rows", lambda d: 700)  # of 1500 rows
+    monkeypatch.setattr(working_set, "seed_rows", lambda d: 500)
+    whole = MaxMarginClassifier().fit(X, y)
+    mm = as_memmap(tmp_path, X)
+    small_chunks(monkeypatch, rows=211)
+    fits, _ = fit_on_ranks(MaxMarginClassifier, [(mm[:500], y[:500]), (mm[500:1400], y[500:1400]),
+                                                 (mm[1400:], y[1400:])])
+    for clf in fits:
+        assert_same_fit(clf, whole)
+    # other statistics are another (exact) conditioning of the same problem: the same solution to the QPs' accuracy
+    assert whole.max_violation_ <= whole.tol
+    u, v = whole.coef_.ravel(), exact.coef_.ravel()
+    assert u @ v / np.linalg.norm(u) / np.linalg.norm(v) >= 1 - 1e-9
+    assert np.abs(whole.intercept_ - exact.intercept_).max() <= 1e-6 * np.linalg.norm(v)
+
+
+def test_a_streamed_fit_that_cannot_fit_is_refused_before_reading(tmp_path, monkeypatch):
+    import nnboundary.svm._memory as memory
+    from nnboundary.svm import InsufficientMemoryError
+    X, y = collapse_like(1300, 8, 3, seed=2)
+    mm = as_memmap(tmp_path, X)
+    sizes = small_chunks(monkeypatch)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 ** 16)  # 64 KiB left
+    with pytest.raises(InsufficientMemoryError, match=r"streamed in chunks\) needs about .* but only 64.0 KiB"):
+        MaxMarginClassifier().fit(mm, y)
+    assert sizes == []  # refused before any row was read
+
+
+def test_streamed_features_with_nan_are_refused(tmp_path):
+    X, y = collapse_like(300, 4, 2, seed=3)
+    X[123, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        MaxMarginClassifier().fit(as_memmap(tmp_path, X), y)
