@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nnboundary import distributed
+
 __all__ = ["AlignmentCallback", "lightning_available"]
 
 _CACHE: dict[str, type] = {}
@@ -53,6 +55,12 @@ def _build() -> type:
         sanity check, logs the numbers as ``boundary/<name>``, and saves the tracker's state in checkpoints
         under the tracker's ``state_key``.
 
+        Under ``strategy="ddp"`` (one process per device) the hooks run on every rank and the tracker coordinates
+        them (see :mod:`nnboundary.tracking`): one evaluation, identical records everywhere, ``metrics.jsonl``
+        written by rank 0 and, on resume, rank 0's checkpointed state on every rank. The recorded ``train_loss``
+        is the mean of the ranks' batch losses, which is the loss of the global batch when every rank's batch has
+        the same size (as ``DistributedSampler`` makes them).
+
         Parameters
         ----------
         tracker : AlignmentTracker
@@ -80,6 +88,8 @@ def _build() -> type:
                 return
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             loss = float(loss.detach()) if hasattr(loss, "detach") else None
+            losses = distributed.all_gather_objects(loss)  # [loss] in one process
+            loss = None if any(v is None for v in losses) else sum(losses) / len(losses)
             row = self.tracker.on_step(step, pl_module, loss=loss, accuracy=None)
             if row is None or not self.log_metrics:
                 return

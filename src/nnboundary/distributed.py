@@ -12,6 +12,9 @@ one-process case (rank 0 of a world of 1), so library code calls these functions
 * :func:`all_gather_objects`, :func:`broadcast_object`: small picklable objects (settings, results, states).
 * :func:`all_gather_rows`: arrays with a different number of rows per rank, concatenated in rank order,
   bit-exact for every fixed-size dtype (float64 included: the bytes travel, not a conversion).
+* :func:`run_on_main`, :func:`run_on_all`: run a step on rank 0 (result broadcast) or on every rank, and make an
+  exception on one rank an exception on all of them (no rank is left waiting in a collective).
+* :func:`unwrap_model`: the module inside ``DistributedDataParallel`` / ``DataParallel``.
 * :class:`TorchReducer`: the reducer object the SVM solver takes (``rank``, ``world_size``, ``allgather``); the
   solver itself (``svm/``) never imports torch.
 
@@ -22,16 +25,27 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+import pickle
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from nnboundary.device import resolve_device
 
 __all__ = ["init_from_env", "rank", "world_size", "is_main", "barrier", "shard_range", "all_gather_objects",
-           "broadcast_object", "all_gather_rows", "TorchReducer", "is_distributed"]
+           "broadcast_object", "all_gather_rows", "TorchReducer", "is_distributed", "run_on_main", "run_on_all",
+           "unwrap_model", "RankError"]
+
+T = TypeVar("T")
+
+
+class RankError(RuntimeError):
+    """Raised on the ranks where a collective step did *not* fail, when another rank's did (its message says which
+    rank and why), so that every rank stops at the same point instead of waiting forever for the failed one."""
 
 logger = logging.getLogger(__name__)
 
@@ -182,17 +196,20 @@ def all_gather_rows(arr: Any) -> np.ndarray:
     """
     if isinstance(arr, torch.Tensor):
         arr = arr.detach().cpu().numpy()
-    a = np.ascontiguousarray(np.asarray(arr))
+    a = np.asarray(arr)
     if a.ndim == 0:
         raise ValueError("all_gather_rows needs an array with a row axis (ndim >= 1), got a scalar.")
+    a = np.ascontiguousarray(a)
     if not is_distributed():
         return a.copy()
     metas = all_gather_objects((a.shape[0], a.shape[1:], a.dtype.str))
     counts = [m[0] for m in metas]
+    _, shape0, dtype0 = metas[0]
     for r, (_, shape, dtype) in enumerate(metas):
-        if shape != a.shape[1:] or dtype != a.dtype.str:
-            raise ValueError(f"all_gather_rows: rank {r} has rows of shape {shape} and dtype {dtype}, rank "
-                             f"{dist.get_rank()} of shape {a.shape[1:]} and dtype {a.dtype.str}; they must agree.")
+        if shape != shape0 or dtype != dtype0:  # the same message on every rank
+            raise ValueError(f"all_gather_rows: rank {r} has rows of shape {shape} and dtype {dtype}, rank 0 of "
+                             f"shape {shape0} and dtype {dtype0}; every rank must pass the same trailing shape "
+                             "and dtype.")
     if a.dtype.hasobject:
         return np.concatenate(all_gather_objects(a), axis=0)
     row_bytes = a.dtype.itemsize * int(np.prod(a.shape[1:], dtype=np.int64))
@@ -237,3 +254,70 @@ class TorchReducer:
 
     def __repr__(self) -> str:
         return f"TorchReducer(rank={self.rank}, world_size={self.world_size})"
+
+
+def _portable(err: BaseException) -> BaseException:
+    """``err`` itself if it survives pickling (to travel to the other ranks), else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(err))
+        return err
+    except Exception:  # noqa: BLE001 - any unpicklable exception becomes a plain one
+        return RuntimeError(f"{type(err).__name__}: {err}")
+
+
+def run_on_main(fn: Callable[[], T], src: int = 0) -> T:
+    """Run ``fn()`` on rank ``src`` only and return its result on every rank (broadcast, so it must pickle).
+
+    If ``fn`` raises on rank ``src``, every rank raises that exception (a copy of it on the others), so that no
+    rank waits for a result that never comes. In one process this is just ``fn()``. A collective: every rank must
+    call it at the same point.
+    """
+    if not is_distributed():
+        return fn()
+    if dist.get_rank() == src:
+        try:
+            value = fn()
+        except Exception as err:  # noqa: BLE001 - re-raised here and, as a copy, on every other rank
+            broadcast_object((False, _portable(err)), src=src)
+            raise
+        broadcast_object((True, value), src=src)
+        return value
+    ok, value = broadcast_object(None, src=src)
+    if not ok:
+        raise value
+    return value
+
+
+def run_on_all(fn: Callable[[], T]) -> T:
+    """Run ``fn()`` on every rank; if it raises on any rank, raise on every rank.
+
+    The failed ranks raise their own exception; the others raise :class:`RankError` naming the first failed rank
+    and its message. Costs one small all-gather; in one process this is just ``fn()``. A collective.
+    """
+    if not is_distributed():
+        return fn()
+    try:
+        value, err = fn(), None
+    except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+        value, err = None, exc
+    failed = [(r, msg) for r, msg in enumerate(all_gather_objects(
+        None if err is None else f"{type(err).__name__}: {err}")) if msg is not None]
+    if err is not None:
+        raise err
+    if failed:
+        r, msg = failed[0]
+        raise RankError(f"Rank {r} failed ({msg}); rank {dist.get_rank()} stops too.")
+    return value  # type: ignore[return-value]
+
+
+def unwrap_model(model: Any) -> Any:
+    """The user's module inside ``DistributedDataParallel`` or ``DataParallel`` (nested wrappers too); any other
+    object unchanged.
+
+    Analyse the unwrapped module: its layer names are those of a one-process run (``fc``, not ``module.fc``), and
+    its forward pass is local (a DDP forward may broadcast buffers, a collective that would wait for ranks that are
+    not running the model).
+    """
+    while isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        model = model.module
+    return model

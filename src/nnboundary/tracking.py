@@ -14,6 +14,19 @@ Example
 ...     train_one_step(model)
 ...     tracker.step(t, model, loss=float(loss))
 >>> nnboundary.plot.plot_alignment_curves(tracker.history, "runs/mlp/alignment.png")  # doctest: +SKIP
+
+Under torch.distributed (DDP)
+-----------------------------
+Create the tracker on every rank after ``init_process_group`` (e.g. :func:`nnboundary.distributed.init_from_env`)
+and call :meth:`~AlignmentTracker.step` on every rank at every step: it is then a collective. Each evaluation
+happens once: with ``sharded=True`` every rank extracts the features of its own shard of the tracked points (a
+contiguous block, :func:`~nnboundary.distributed.shard_range`), they are gathered in rank order (the global order
+of a one-process run) and rank 0 fits the SVM; with ``sharded=False`` (every rank holds all tracked points) rank 0
+alone extracts and fits. Rank 0 broadcasts the analysis and its row, so every rank keeps the same records, support
+sets and state; only rank 0 reads and writes ``metrics.jsonl`` (the records of a resume reach the others), and
+:meth:`~AlignmentTracker.load_state_dict` installs rank 0's state everywhere. A ``DistributedDataParallel`` model is
+analysed through its ``.module``. An error on one rank is raised on every rank. The ``**extra`` of a row are rank
+0's: pass global values (e.g. the loss all-reduced over the ranks).
 """
 
 from __future__ import annotations
@@ -29,8 +42,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nnboundary import distributed
 from nnboundary._jsonio import to_jsonable
-from nnboundary.analysis import analyze
+from nnboundary.analysis import Analysis, analyze, analyze_features
+from nnboundary.features import ExtractedFeatures, extract_features, head_params
 from nnboundary.metrics import fit_inverse_log  # noqa: F401 - re-exported: the one fit of c / log t
 from nnboundary.train import TrainCallback
 
@@ -83,6 +98,10 @@ class AlignmentTracker(TrainCallback):
         linear view of a model whose logits are not one ``nn.Linear``); None analyses the model itself.
     on_error : {"raise", "record"}, default="raise"
         As a training callback: "record" logs a failed evaluation in :attr:`errors` and lets training go on.
+    sharded : bool, default=False
+        Under torch.distributed: X, y (and X_test, y_test) are this rank's shard of the tracked points, and the
+        features of all shards are gathered, in rank order, for each evaluation (module docstring). False: every
+        rank holds all of them. Without a process group (one process) it changes nothing.
 
     As a :class:`nnboundary.train.TrainCallback` (``fit(..., callbacks=[tracker])``) it evaluates the
     initialisation (step 0), every scheduled step and the last step.
@@ -119,10 +138,12 @@ class AlignmentTracker(TrainCallback):
         overwrite: bool = False,
         view: Callable[[Any], Any] | None = None,
         on_error: str = "raise",
+        sharded: bool = False,
     ) -> None:
         if on_error not in ("raise", "record"):
             raise ValueError(f"on_error must be 'raise' or 'record', got {on_error!r}.")
-        self.view, self.on_error = view, on_error
+        self.view, self.on_error, self.sharded = view, on_error, bool(sharded)
+        self._pending_open: tuple[bool, bool] | None = None  # (resume, overwrite) until the process group exists
         self.total_steps: int | None = None
         self.errors: list[dict[str, Any]] = []
         self.X, self.y, self.X_test, self.y_test = X, y, X_test, y_test
@@ -141,15 +162,36 @@ class AlignmentTracker(TrainCallback):
 
     # -- file handling -----------------------------------------------------------------------
     def _open(self, *, resume: bool, overwrite: bool) -> None:
+        """Prepare the jsonl file; under torch.distributed rank 0 alone touches it and its records (or its
+        error) reach every rank.
+
+        Launched with ``WORLD_SIZE > 1`` but no process group yet (Lightning creates it inside ``fit``), the file
+        is opened at the first hook instead (:meth:`on_start`, :meth:`step`, :meth:`load_state_dict`).
+        """
+        if not distributed.is_distributed() and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            self._pending_open = (resume, overwrite)
+            return
+        self._pending_open = None
+        self.records = distributed.run_on_main(lambda: self._open_file(resume=resume, overwrite=overwrite))
+
+    def _open_pending(self) -> None:
+        if self._pending_open is not None:
+            resume, overwrite = self._pending_open
+            self._pending_open = None
+            self.records = distributed.run_on_main(lambda: self._open_file(resume=resume, overwrite=overwrite))
+
+    def _open_file(self, *, resume: bool, overwrite: bool) -> list[dict[str, Any]]:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return
+            return []
         if resume:
-            self.records = _read_jsonl(self.path)
-            logger.info("Resuming %s with %d records.", self.path, len(self.records))
-        elif overwrite:
+            records = _read_jsonl(self.path)
+            logger.info("Resuming %s with %d records.", self.path, len(records))
+            return records
+        if overwrite:
             self.path.write_text("")
+            return []
         else:
             raise FileExistsError(
                 f"{self.path} already holds tracking records. Pass resume=True to continue that run, "
@@ -157,8 +199,8 @@ class AlignmentTracker(TrainCallback):
             )
 
     def _append(self, row: dict[str, Any]) -> None:
-        if self.path is None:
-            return
+        if self.path is None or not distributed.is_main():
+            return  # under torch.distributed rank 0 writes
         line = json.dumps(to_jsonable(row), allow_nan=False)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(line + "\n")
@@ -184,27 +226,72 @@ class AlignmentTracker(TrainCallback):
             Added to the record (e.g. ``lr=...``, ``train_loss=...``); tensors become floats.
         """
         step = int(step)
+        self._open_pending()
         if not (force or self.is_scheduled(step)):
             return None
         if step in self._recorded_steps():
             return None  # already recorded (e.g. before a resume)
         t0 = time.perf_counter()
-        result = analyze(
-            model, self.X, self.y, head=self._head_name if self._head_name is not None else self.head,
-            svm=self.svm, X_test=self.X_test, y_test=self.y_test, svm_regularized=self.svm_regularized,
-            soft_C=self.soft_C, batch_size=self.batch_size, device=self.device,
-            grid_resolution=self.grid_resolution, init_support=self._support,
-            init_support_regularized=self._support_reg,
-        )
+        result = self._analyze(model)
         self._head_name = result.head_name
         self._support = np.asarray(result.support)
         if result.svm_regularized is not None and hasattr(result.svm_regularized, "support_"):
             self._support_reg = np.asarray(result.svm_regularized.support_)
         row = {"step": step, **result.summary, "eval_seconds": time.perf_counter() - t0}
         row.update({k: _scalar(v) for k, v in extra.items()})
+        row = distributed.broadcast_object(row)  # rank 0's row (its timing, its extras) on every rank
         self.records.append(row)
         self._append(row)
         return row
+
+    def _analyze(self, model: Any) -> Analysis:
+        """One analysis of the tracked points with the current model, the same object on every rank.
+
+        One process: :func:`~nnboundary.analysis.analyze`. Under torch.distributed (module docstring): rank 0
+        analyses (the gathered features of every rank's shard when ``sharded``) and broadcasts the result, O(N·D)
+        bytes of pickled features and points to every rank.
+        """
+        model = distributed.unwrap_model(model)
+        head = self._head_name if self._head_name is not None else self.head
+        fit = dict(svm=self.svm, svm_regularized=self.svm_regularized, soft_C=self.soft_C,
+                   grid_resolution=self.grid_resolution, init_support=self._support,
+                   init_support_regularized=self._support_reg)
+        if not (distributed.is_distributed() and self.sharded):
+            return distributed.run_on_main(lambda: analyze(
+                model, self.X, self.y, head=head, X_test=self.X_test, y_test=self.y_test,
+                batch_size=self.batch_size, device=self.device, **fit))
+        tr = self._gathered_features(model, self.X, self.y, head)
+        te = None if self.X_test is None else self._gathered_features(model, self.X_test, self.y_test, tr.head_name)
+        W, b = head_params(model.get_submodule(tr.head_name))
+        return distributed.run_on_main(lambda: analyze_features(
+            tr.features, tr.labels, W, b, logits=tr.logits, H_test=None if te is None else te.features,
+            y_test=None if te is None else te.labels, logits_test=None if te is None else te.logits,
+            head_name=tr.head_name, **fit))
+
+    def _gathered_features(self, model: Any, X: Any, y: Any, head: Any) -> ExtractedFeatures:
+        """Features, labels and logits of every rank's shard of (X, y), concatenated in rank order, on every rank.
+
+        Memory: each rank holds the gathered (N, D + K + 1) float64 arrays (twice, while gathering).
+        """
+        def local() -> ExtractedFeatures:
+            ext = extract_features(model, X, head, y=y, batch_size=self.batch_size, device=self.device)
+            if ext.labels is None:
+                raise ValueError("The tracked points carry no labels; pass y (this rank's labels) with X.")
+            return ext
+
+        try:
+            ext = distributed.run_on_all(local)
+        except ValueError as err:
+            if "empty" in str(err):
+                raise ValueError(f"{err} With sharded=True every rank needs at least one tracked point "
+                                 f"(rank {distributed.rank()} of {distributed.world_size()}).") from err
+            raise
+        names = distributed.all_gather_objects(ext.head_name)
+        if len(set(names)) != 1:
+            raise RuntimeError(f"The ranks found different heads {names}; pass head='<name>'.")
+        return ExtractedFeatures(features=distributed.all_gather_rows(ext.features),
+                                 labels=distributed.all_gather_rows(ext.labels),
+                                 logits=distributed.all_gather_rows(ext.logits), head_name=ext.head_name)
 
     def _recorded_steps(self) -> set[int]:
         if len(self._steps) != len(self.records):
@@ -215,6 +302,7 @@ class AlignmentTracker(TrainCallback):
     def on_start(self, step: int, model: Any, *, total_steps: int | None = None) -> None:
         """Remember the last step; evaluate the initialisation when training starts from step 0."""
         self.total_steps = total_steps
+        self._open_pending()
         if step == 0:
             self._safe_step(0, model)
 
@@ -229,6 +317,7 @@ class AlignmentTracker(TrainCallback):
         return self._safe_step(step, model, **extra)
 
     def _safe_step(self, step: int, model: Any, **extra: Any) -> dict[str, Any] | None:
+        model = distributed.unwrap_model(model)
         target = self.view(model) if self.view is not None else model
         if self.on_error == "raise":
             return self.step(step, target, force=True, **extra)
@@ -257,7 +346,13 @@ class AlignmentTracker(TrainCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (the jsonl file is left as it is)."""
+        """Restore :meth:`state_dict` output (the jsonl file is left as it is).
+
+        Under torch.distributed a collective: rank 0's ``state`` is installed on every rank (the others' is
+        ignored), so all ranks continue from the same records and warm starts.
+        """
+        self._open_pending()  # the state, not the file, decides the records
+        state = distributed.broadcast_object(state)
         if state.get("format") != self.format:
             raise ValueError(f"Tracker state has format {state.get('format')!r}, expected {self.format}.")
         self.records = [dict(r) for r in state["records"]]
