@@ -190,3 +190,14 @@ def test_a_features_file_is_never_copied_whole_into_memory(tmp_path, monkeypatch
     full = mm.size * 8
     assert peak < 0.5 * full, (peak, full)
     assert got.summary["n_samples"] == 20000 and np.isfinite(got.summary["nc1"])
+
+
+def test_analyze_distributed_true_without_a_process_group_says_to_use_torchrun():
+    import torch
+    from torch import nn
+
+    from nnboundary.analysis import analyze
+
+    model = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(RuntimeError, match="torchrun"):
+        analyze(model, torch.randn(10, 3), torch.arange(10) % 2, distributed=True)

@@ -5,6 +5,10 @@ regularised-bias SVM that gradient descent on a layer with a bias targets), the 
 computed once, and then the pure functions of :mod:`nnboundary.metrics` produce the numbers.
 Non-separable features do not fail: they are reported as ``separable=False`` and compared with
 a soft-margin SVM.
+
+The same analysis runs **streamed** over features larger than memory (a memory-mapped file) and **sharded** over the
+ranks of a torchrun job (a reducer): chunked passes whose per-rank sums, minima and counts are combined, never a
+gather of the features (see :func:`analyze_features` and the last section of this module).
 """
 
 from __future__ import annotations
