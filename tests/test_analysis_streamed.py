@@ -201,3 +201,14 @@ def test_analyze_distributed_true_without_a_process_group_says_to_use_torchrun()
     model = nn.Sequential(nn.Linear(3, 2))
     with pytest.raises(RuntimeError, match="torchrun"):
         analyze(model, torch.randn(10, 3), torch.arange(10) % 2, distributed=True)
+
+
+def test_nan_features_on_one_rank_are_reported_by_their_global_row_on_every_rank():
+    H, y, W, b = blobs(n=100, K=2)
+    H = H.copy()
+    H[77, 1] = np.nan
+
+    def run(r, red):
+        return analyze_features(H[50 * r: 50 * (r + 1)], y[50 * r: 50 * (r + 1)], W, b, reducer=red)
+    _, errors = on_ranks(run, 2)
+    assert all(isinstance(e, ValueError) and "NaN/inf (first rows: [77])" in str(e) for e in errors), errors

@@ -1042,7 +1042,7 @@ def _n_correct(Z: np.ndarray, y: np.ndarray) -> int:
     return int((pred == y).sum())
 
 
-def _check_shard(H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str) -> np.ndarray:
+def _check_shard(H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str, start: int = 0) -> np.ndarray:
     """The checks of :func:`_check_inputs` on one rank's shard, chunk by chunk (no full float64 copy of H)."""
     if H.ndim != 2:
         raise ValueError(f"{what} features must have shape (N, D), got {H.shape}.")
@@ -1055,9 +1055,9 @@ def _check_shard(H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str
     for i in _chunks(n, H.shape[1]):
         bad = ~np.isfinite(_f64(H, i, i + _chunk_rows(H.shape[1]))).all(axis=1)
         if bad.any():
-            rows = np.flatnonzero(bad) + i
-            raise ValueError(f"{what} features contain NaN/inf (rows of this shard, first: {rows[:5].tolist()}). "
-                             "Check the inputs and the model for overflow.")
+            rows = np.flatnonzero(bad) + i + start
+            raise ValueError(f"{what} features contain NaN/inf (first rows: {rows[:5].tolist()}). Check the inputs "
+                             "and the model for overflow.")
     if Z is not None and tuple(Z.shape) != (n, W.shape[0]):
         raise ValueError(f"logits have shape {tuple(Z.shape)}, expected {(n, W.shape[0])}.")
     if n == 0:
@@ -1078,11 +1078,12 @@ class _Shard:
 
 
 def _shard(red: Any, H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str) -> _Shard:
-    y = on_all_ranks(lambda: _check_shard(H, y, W, b, Z, what), red)
-    sizes = red.allgather(int(H.shape[0]))
+    sizes = red.allgather(int(H.shape[0]) if getattr(H, "ndim", 0) >= 1 else 0)
+    start = int(sum(sizes[: red.rank]))
+    y = on_all_ranks(lambda: _check_shard(H, y, W, b, Z, what, start), red)
     if sum(sizes) == 0:
         raise ValueError(f"The {what} data is empty (0 samples); pass at least one sample per class.")
-    return _Shard(H=H, y=y, Z=Z, start=int(sum(sizes[: red.rank])), n_total=int(sum(sizes)))
+    return _Shard(H=H, y=y, Z=Z, start=start, n_total=int(sum(sizes)))
 
 
 def _logits_chunk(sh: _Shard, Hc: np.ndarray, i: int, j: int, W: np.ndarray, b: np.ndarray) -> np.ndarray:
