@@ -30,7 +30,7 @@ def torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1",
            "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           "-m", "nnboundary.cli", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                           "-m", "nnboundary.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False,
                           timeout=TIMEOUT_S)
 
 

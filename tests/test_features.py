@@ -316,7 +316,7 @@ def test_select_rows_shards_every_data_form_in_order():
     assert n_rows({"a": X, "b": y}) == 10
     xs, ys = select_rows(X, y, 3, 7)
     assert torch.equal(xs, X[3:7]) and torch.equal(ys, y[3:7])
-    (xt, yt), none = select_rows((X, y), None, 5, 10)
+    (_, yt), none = select_rows((X, y), None, 5, 10)
     assert torch.equal(yt, y[5:]) and none is None
     sub, _ = select_rows(ds, None, 2, 4)
     assert isinstance(sub, Subset) and list(sub.indices) == [2, 3]

@@ -659,7 +659,7 @@ def _rank_file(path: str | os.PathLike[str], reducer: Any) -> Path:
     p = Path(path)
     if reducer is None or int(reducer.world_size) <= 1:
         return p
-    stem = p.name[:-4] if p.name.endswith(".npy") else p.name
+    stem = p.name.removesuffix(".npy")
     return p.with_name(f"{stem}.rank{reducer.rank}-of-{reducer.world_size}.npy")
 
 

@@ -646,7 +646,7 @@ class _Buffer:
 def logits_path(features_file: str | os.PathLike[str]) -> Path:
     """Where ``extract_features(out=PATH)`` writes the logits: ``PATH`` with ``.logits.npy`` for ``.npy``."""
     p = Path(features_file)
-    stem = p.name[:-4] if p.name.endswith(".npy") else p.name
+    stem = p.name.removesuffix(".npy")
     return p.with_name(stem + ".logits.npy")
 
 
