@@ -33,8 +33,7 @@ from sklearn.base import clone
 from nnboundary import metrics as M
 from nnboundary.features import LABEL_KEYS, extract_features, head_params, logits_path
 
-__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svm", "fit_svms", "on_all_ranks",
-           "SUMMARY_KEYS", "CLOSENESS", "CHUNK_BYTES", "claim_status", "closeness", "verdict"]
+__all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svm", "fit_svms", "SUMMARY_KEYS", "CLOSENESS", "CHUNK_BYTES", "claim_status", "closeness", "verdict"]
 
 logger = logging.getLogger(__name__)
 
@@ -618,12 +617,12 @@ def analyze(
             data, labels = select_rows(data, labels, *shard_range(n_rows(data, labels)))
         return extract_features(model, data, which, y=labels, batch_size=batch_size, device=device, progress=show,
                                 forward=forward, label_key=label_key, out=out, overwrite=overwrite)
-    ext = on_all_ranks(lambda: extract(X, y, head, file), reducer)
+    ext = _on_all_ranks(lambda: extract(X, y, head, file), reducer)
     head_mod = model.get_submodule(ext.head_name)
     W, b = head_params(head_mod)
     H_te = y_te = Z_te = None
     if X_test is not None:
-        te = on_all_ranks(lambda: extract(X_test, y_test, ext.head_name, None), reducer)
+        te = _on_all_ranks(lambda: extract(X_test, y_test, ext.head_name, None), reducer)
         H_te, y_te, Z_te = te.features, te.labels, te.logits
     svm = default_svm(bias="free" if head_mod.bias is not None else "none") if svm is None else svm
     if svm_regularized is None:
@@ -964,17 +963,18 @@ def _points_frame(H, y, W, b, V, c, loss, is_support) -> pd.DataFrame:
 #: Bytes of features read per chunk in the streamed passes (the chunk is converted to float64 in memory).
 CHUNK_BYTES = 64 * 2 ** 20
 
-#: User errors that every rank re-raises when one rank meets them (see :func:`on_all_ranks`).
+#: User errors that every rank re-raises when one rank meets them (see :func:`_on_all_ranks`).
 _RANK_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, OSError, MemoryError)
 
 
-def on_all_ranks(fn: Any, reducer: Any = None) -> Any:
+def _on_all_ranks(fn: Any, reducer: Any = None) -> Any:
     """Run ``fn()`` on every rank; if it raises a user error on some rank, raise it on every rank.
 
     A rank that fails alone would leave the others waiting in their next collective until the process group times
     out; here every rank learns of the failure at once and raises the same error (the first failing rank's type and
     message), so a CLI exits on every rank with the same one line. Without a reducer, or with one rank, this is
-    ``fn()``.
+    ``fn()``. The analysis's version of ``nnboundary.distributed.run_on_all``, for any reducer (the solver's
+    contract: threads in tests, torch under torchrun), keeping the error's type (a ValueError stays one).
 
     Parameters
     ----------
@@ -1080,7 +1080,7 @@ class _Shard:
 def _shard(red: Any, H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str) -> _Shard:
     sizes = red.allgather(int(H.shape[0]) if getattr(H, "ndim", 0) >= 1 else 0)
     start = int(sum(sizes[: red.rank]))
-    y = on_all_ranks(lambda: _check_shard(H, y, W, b, Z, what, start), red)
+    y = _on_all_ranks(lambda: _check_shard(H, y, W, b, Z, what, start), red)
     if sum(sizes) == 0:
         raise ValueError(f"The {what} data is empty (0 samples); pass at least one sample per class.")
     return _Shard(H=H, y=y, Z=Z, start=start, n_total=int(sum(sizes)))

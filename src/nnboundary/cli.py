@@ -381,7 +381,7 @@ def analyze(
     """
     from nnboundary import distributed as dist
     from nnboundary.analysis import analyze as run_analysis
-    from nnboundary.analysis import on_all_ranks, verdict
+    from nnboundary.analysis import verdict
     from nnboundary.features import describe as describe_model
     from nnboundary.io import check_out_dir, load_data_file
     from nnboundary.svm import InsufficientMemoryError
@@ -390,14 +390,13 @@ def analyze(
     try:
         from nnboundary.device import resolve_device
 
-        sharded = dist.init_from_env(backend="nccl" if resolve_device(device or "cpu").type == "cuda" else "gloo")
-        red = dist.TorchReducer() if sharded else None
+        dist.init_from_env(backend="nccl" if resolve_device(device or "cpu").type == "cuda" else "gloo")
         main = dist.is_main()
-        if out is not None:
-            on_all_ranks(lambda: check_out_dir(out, force=force, flag="--force") if main else None, red)
-        model = on_all_ranks(lambda: _load_model(model_file, device, factory, factory_kwargs, allow_pickle), red)
-        arrays = on_all_ranks(lambda: load_data_file(data), red)
-        info = on_all_ranks(lambda: describe_model(model, head, example=(arrays.X[:2], arrays.y[:2])), red)
+        if out is not None:  # only rank 0 writes; its refusal stops every rank
+            dist.run_on_main(lambda: check_out_dir(out, force=force, flag="--force"))
+        model = dist.run_on_all(lambda: _load_model(model_file, device, factory, factory_kwargs, allow_pickle))
+        arrays = dist.run_on_all(lambda: load_data_file(data))
+        info = dist.run_on_all(lambda: describe_model(model, head, example=(arrays.X[:2], arrays.y[:2])))
         if main:
             _out().print(_describe_table(info, f"{model_file.name}: the head"))
         result = run_analysis(model, arrays.X, arrays.y, head=head, X_test=arrays.X_test, y_test=arrays.y_test,
