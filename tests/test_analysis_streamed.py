@@ -212,3 +212,18 @@ def test_nan_features_on_one_rank_are_reported_by_their_global_row_on_every_rank
         return analyze_features(H[50 * r: 50 * (r + 1)], y[50 * r: 50 * (r + 1)], W, b, reducer=red)
     _, errors = on_ranks(run, 2)
     assert all(isinstance(e, ValueError) and "NaN/inf (first rows: [77])" in str(e) for e in errors), errors
+
+
+def test_a_streamed_analysis_that_cannot_fit_is_refused_before_any_pass(tmp_path, monkeypatch):
+    import nnboundary.svm._memory as memory
+    from nnboundary.svm import InsufficientMemoryError
+
+    H, y, W, b = blobs(n=200, D=4, K=3)
+    path = tmp_path / "H.npy"
+    np.save(path, H)
+    passes = []
+    monkeypatch.setattr(A, "_pass_head", lambda *a, **k: passes.append(1))
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1e6)  # less than the two chunks alone
+    with pytest.raises(InsufficientMemoryError, match="streamed analysis of 200 points"):
+        analyze_features(np.load(path, mmap_mode="r"), y, W, b)
+    assert passes == []

@@ -1409,6 +1409,18 @@ def _test_streamed(red: Any, H_test: Any, y_test: Any, W, b, V, c, logits_test: 
     return {"n_test": N, "agreement_test": agree / N, "test_loss": loss / N, "test_accuracy": correct / N}
 
 
+def _check_streamed_memory(N: int, D: int, K: int, world: int) -> None:
+    """Refuse before the passes when what the streamed analysis keeps cannot fit: about ten float64 numbers per
+    point (the gathered per-point table and its sorts), the per-rank class sums and scatters ((world + 1) copies of
+    D² + K·D) and two chunks of rows (:data:`CHUNK_BYTES`). The SVM solver checks its own needs."""
+    from nnboundary.svm import check_memory
+
+    needed = 8.0 * (10 * N + (world + 1) * (D * D + K * D)) + 2 * CHUNK_BYTES
+    check_memory(needed, f"The streamed analysis of {N} points x {D} features ({K} classes)",
+                 "Analyse a subset of the points (the per-point table grows with N), or run on a machine with more "
+                 "memory.")
+
+
 def _analyze_streamed(H, y, W, b, *, logits, svm, svm_regularized, H_test, y_test, logits_test, soft_C,
                       grid_resolution, init_support, init_support_regularized, head_name, progress, svm_fitted,
                       reducer) -> Analysis:
@@ -1427,6 +1439,7 @@ def _analyze_streamed(H, y, W, b, *, logits, svm, svm_regularized, H_test, y_tes
     b = np.zeros(W.shape[0]) if b is None else np.atleast_1d(np.asarray(b, dtype=np.float64))
     K = max(2, W.shape[0])
     sh = _shard(red, H, y, W, b, logits, "training")
+    _check_streamed_memory(sh.n_total, sh.H.shape[1], K, red.world_size)
     head = _pass_head(red, sh, W, b, K)
     acc = head["acc"]
     _check_all_classes(np.flatnonzero(acc.counts), K)  # global counts: the same answer on every rank

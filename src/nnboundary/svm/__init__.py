@@ -8,9 +8,9 @@ memory-mapped, and ``fit(..., reducer=)`` takes one shard per rank (``LocalReduc
 """
 
 from nnboundary.svm._estimator import MaxMarginClassifier, NotSeparableError
-from nnboundary.svm._memory import InsufficientMemoryError
+from nnboundary.svm._memory import InsufficientMemoryError, check_memory
 from nnboundary.svm._qp import QPSolverError
 from nnboundary.svm._reducer import LocalReducer
 from nnboundary.svm._working_set import RoundProgress
 
-__all__ = ["InsufficientMemoryError", "LocalReducer", "MaxMarginClassifier", "NotSeparableError", "QPSolverError", "RoundProgress"]
+__all__ = ["InsufficientMemoryError", "LocalReducer", "check_memory", "MaxMarginClassifier", "NotSeparableError", "QPSolverError", "RoundProgress"]
