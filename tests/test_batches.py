@@ -162,5 +162,5 @@ def test_real_lightning_trainer_with_dict_batches_when_installed(tmp_path):
     tracker = nnboundary.AlignmentTracker(loader, out=tmp_path, schedule=[1, 4])
     L.Trainer(max_steps=4, callbacks=[AlignmentCallback(tracker)], logger=False, enable_checkpointing=False,
               enable_progress_bar=False, enable_model_summary=False).fit(Lit(), loader)
-    assert [r["step"] for r in tracker.records] == [1, 4]
+    assert [r["step"] for r in tracker.records] == [0, 1, 4]  # on_train_start evaluates the initialisation
     assert tracker.records[-1]["head"] == "net.classifier"

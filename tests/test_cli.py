@@ -119,6 +119,25 @@ def test_analyze_prints_describe_and_summary_and_saves(saved_model, tmp_path) ->
                   "--allow-pickle").exit_code == 0
 
 
+def test_analyze_with_a_features_file_streams_and_matches_the_in_memory_run(saved_model, tmp_path) -> None:
+    model_file, data_file = saved_model
+    mem = invoke("analyze", str(model_file), "--data", str(data_file), "--out", str(tmp_path / "mem"),
+                 "--allow-pickle")
+    assert mem.exit_code == 0, mem.output
+    feats = tmp_path / "feats" / "H.npy"
+    args = ("analyze", str(model_file), "--data", str(data_file), "--out", str(tmp_path / "disk"), "--allow-pickle",
+            "--features-file", str(feats))
+    disk = invoke(*args)
+    assert disk.exit_code == 0, disk.output
+    assert np.load(feats, mmap_mode="r").shape == (72, 2) and "Report:   not written" in disk.output
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("mem", "disk"))
+    for k, v in a.items():
+        assert b[k] == (pytest.approx(v, rel=1e-9, abs=1e-12) if isinstance(v, float) else v), k
+    assert json.loads((tmp_path / "disk" / "settings.json").read_text())["features_file"] == str(feats)
+    again = invoke(*args[:5], str(tmp_path / "other"), *args[6:])  # the features file exists: refused
+    assert again.exit_code == 2 and "already exists" in again.output and not (tmp_path / "other").exists()
+
+
 def test_analyze_help_warns_that_pickles_run_code() -> None:
     result = invoke("analyze", "--help")
     assert result.exit_code == 0 and "runs code" in " ".join(result.output.split()).lower()

@@ -246,3 +246,81 @@ def test_describe_prints_head_shape_and_classes():
     assert describe(Nested(d=3), example=torch.randn(2, 4)).head_name == "classifier.fc"
     single = describe(nn.Sequential(nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 1)), example=torch.randn(2, 4))
     assert single.n_outputs == 1 and single.n_classes == 2 and "single logit" in str(single)
+
+
+# ----------------------------------------------------------------------------- features larger than memory
+
+
+def _deep(d_in=6, D=5, K=3):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(d_in, 16), nn.Tanh(), nn.Linear(16, D), nn.ReLU(), nn.Linear(D, K))
+
+
+def test_features_streamed_to_a_file_equal_the_in_memory_ones(tmp_path):
+    from nnboundary.features import logits_path
+
+    model, X = _deep(), torch.randn(203, 6)
+    y = torch.arange(203) % 3
+    ref = extract_features(model, X, y=y, batch_size=50)
+    got = extract_features(model, X, y=y, batch_size=50, out=tmp_path / "f" / "H.npy")
+    assert isinstance(got.features, np.memmap) and not got.features.flags.writeable
+    assert np.array_equal(got.features, ref.features) and np.array_equal(got.logits, ref.logits)
+    assert np.array_equal(got.labels, ref.labels)
+    assert np.array_equal(np.load(logits_path(tmp_path / "f" / "H.npy")), ref.logits)
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["H.logits.npy", "H.npy"]  # no temporary left
+
+
+def test_a_features_file_is_not_overwritten_unless_asked(tmp_path):
+    model, X = _deep(), torch.randn(20, 6)
+    mine = tmp_path / "H.npy"
+    mine.write_bytes(b"someone else's file")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        extract_features(model, X, out=mine)
+    assert mine.read_bytes() == b"someone else's file"
+    got = extract_features(model, X, out=mine, overwrite=True)
+    assert got.features.shape == (20, 5)
+
+
+def test_a_failed_streamed_extraction_leaves_no_file(tmp_path):
+    model = _deep()
+    X = torch.randn(30, 6)
+    X[25] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        extract_features(model, X, batch_size=10, out=tmp_path / "H.npy")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="known length"):
+        extract_features(model, ((x,) for x in X.split(10)), out=tmp_path / "H.npy")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streamed_extraction_holds_one_batch_not_the_features(tmp_path):
+    model = _deep(d_in=6, D=400, K=3)
+    X = torch.randn(3000, 6)
+    tracemalloc.start()
+    try:
+        extract_features(model, X, batch_size=100, out=tmp_path / "H.npy")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * 3000 * 400 * 8  # the in-memory path allocates all N·D·8 bytes
+
+
+def test_select_rows_shards_every_data_form_in_order():
+    from torch.utils.data import Subset
+
+    from nnboundary.features import n_rows, select_rows
+
+    X, y = torch.randn(10, 3), torch.arange(10)
+    ds = TensorDataset(X, y)
+    assert n_rows(X) == n_rows((X, y)) == n_rows(ds) == n_rows(DataLoader(ds, batch_size=3)) == 10
+    assert n_rows({"a": X, "b": y}) == 10
+    xs, ys = select_rows(X, y, 3, 7)
+    assert torch.equal(xs, X[3:7]) and torch.equal(ys, y[3:7])
+    (_, yt), none = select_rows((X, y), None, 5, 10)
+    assert torch.equal(yt, y[5:]) and none is None
+    sub, _ = select_rows(ds, None, 2, 4)
+    assert isinstance(sub, Subset) and list(sub.indices) == [2, 3]
+    loader, _ = select_rows(DataLoader(ds, batch_size=3), None, 4, 10)
+    assert torch.equal(torch.cat([b[1] for b in loader]), y[4:])
+    with pytest.raises(TypeError, match="shuffle=False"):
+        select_rows(DataLoader(ds, shuffle=True), None, 0, 5)

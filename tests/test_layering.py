@@ -16,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "nnboundary"
 ORDER = ("data", "models", "train", "features", "svm", "metrics", "analysis", "tracking", "plot", "experiments",
          "cli")
-UTILITIES = {"device", "_jsonio"}
+UTILITIES = {"device", "distributed", "_jsonio"}
 #: Modules outside ORDER, and the layer they belong to.
 PLACED = {"callbacks": "tracking",        # the Lightning adapter of AlignmentTracker
           "io": "analysis",               # model / data files for the analyze command

@@ -7,6 +7,7 @@ from threadpoolctl import threadpool_limits
 import torch.nn.functional as F
 
 from nnboundary import metrics as M
+from nnboundary.metrics import fit_inverse_log
 from nnboundary.svm import MaxMarginClassifier
 
 threadpool_limits(1)  # tiny BLAS problems: extra threads only contend on a shared CPU
@@ -194,3 +195,58 @@ def test_cross_entropy_matches_torch_and_single_logit_is_logistic():
 
 def test_weight_norm():
     assert M.weight_norm(np.array([[3.0, 4.0]])) == 5.0
+
+
+# ----------------------------------------------------------------------------- 1/log fits and when they hold
+
+
+def test_inverse_log_fit_on_c_over_log_t_holds():
+    from nnboundary.metrics import inverse_log_fit_holds
+
+    t = np.geomspace(2, 1e5, 16)
+    fit = fit_inverse_log(t, 25.0 / np.log(t) * (1 + 0.01 * np.sin(np.arange(16))))  # 1 % wiggle
+    assert fit["c"] == pytest.approx(25.0, rel=0.02) and fit["r2"] > 0.99 and fit["rel_rms"] < 0.02
+    assert fit["n_used"] == 8 and fit["span_decades"] == pytest.approx(np.log10(t[-1] / t[8]))
+    assert fit["clock"] == "step" and inverse_log_fit_holds(fit)
+
+
+@pytest.mark.parametrize("shape", ["plateau", "exponential", "power", "increasing"])
+def test_inverse_log_fit_is_refused_on_data_that_is_not_one_over_log(shape):
+    from nnboundary.metrics import inverse_log_fit_holds
+
+    t = np.geomspace(2, 1e5, 16)
+    a = {"plateau": 20.0 + 0 * t, "exponential": 30.0 * np.exp(-t / 300.0) + 1e-3, "power": 30.0 / t,
+         "increasing": np.log(t)}[shape]
+    fit = fit_inverse_log(t, a)
+    assert np.isfinite(fit["c"]) and not inverse_log_fit_holds(fit), fit
+
+
+def test_inverse_log_fit_needs_points_and_a_decade():
+    from nnboundary.metrics import INVERSE_LOG_RULE, inverse_log_fit_holds
+
+    short = np.geomspace(100, 900, 12)  # less than a decade: 1/log t is nearly a straight line there
+    fit = fit_inverse_log(short, 5.0 / np.log(short), fraction=1.0)
+    assert fit["r2"] == pytest.approx(1.0) and not inverse_log_fit_holds(fit)
+    assert inverse_log_fit_holds(fit, {"min_decades": 0.5})  # the rule is a parameter
+    few = np.array([10.0, 100.0, 1000.0, 10000.0])
+    fit = fit_inverse_log(few, 5.0 / np.log(few), fraction=1.0)
+    assert fit["n_used"] == 4 < INVERSE_LOG_RULE["min_points"] and not inverse_log_fit_holds(fit)
+    assert not inverse_log_fit_holds(None) and not inverse_log_fit_holds(fit_inverse_log([0, 1], [3.0, 2.0]))
+
+
+def test_inverse_log_fit_on_the_loss_clock():
+    from nnboundary.metrics import inverse_log_fit_holds
+
+    step = np.arange(1, 21, dtype=float)
+    loss = np.exp(-np.geomspace(1.0, 600.0, 20))  # a loss-based step size: L falls far faster than 1/t
+    angle = 12.0 / -np.log(loss)  # exactly c / log(1/L), down to L = e^-600 (1/L would overflow)
+    fit = fit_inverse_log(step, angle, loss=loss)
+    assert fit["clock"] == "loss" and fit["c"] == pytest.approx(12.0) and fit["r2"] == pytest.approx(1.0)
+    assert fit["loss_min"] == pytest.approx(loss[-1]) and fit["step_min"] == 11 and fit["step_max"] == 20
+    assert fit["span_decades"] > 1 and inverse_log_fit_holds(fit)
+    # on the step clock the same points span steps 11-20 only, well under a decade: no verdict from them
+    assert not inverse_log_fit_holds(fit_inverse_log(step, angle))
+    ok = fit_inverse_log(step, angle, loss=np.r_[loss[:-2], 0.0, np.nan])  # L = 0 and NaN are not on the clock
+    assert ok["n_used"] == 9
+    with pytest.raises(ValueError, match="one value per step"):
+        fit_inverse_log(step, angle, loss=loss[:3])

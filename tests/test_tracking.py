@@ -228,3 +228,97 @@ def test_callback_adapter_with_stub_lightning(monkeypatch):
     trainer.global_step = 3
     callback.on_train_batch_end(trainer, model, None, None, 0)  # not on the log schedule
     assert len(callback.state_dict()["records"]) == 1
+
+
+# ----------------------------------------------------------------------------- movement between evaluations
+
+
+def _rotation(theta):
+    c, s = np.cos(theta), np.sin(theta)
+    return torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
+
+
+def _rotating_model():
+    """Features = R·x (a rotation, set by the test), then a linear head: the SVM of the features is rotated by R."""
+    feat = nn.Linear(2, 2, bias=False).double()
+    head = nn.Linear(2, 2).double()
+    with torch.no_grad():
+        feat.weight.copy_(torch.eye(2, dtype=torch.float64))
+        head.weight.copy_(torch.tensor([[-1.0, -0.5], [1.0, 0.5]]))
+        head.bias.zero_()
+    return nn.Sequential(feat, head), feat
+
+
+def test_unchanged_features_do_not_move_and_a_rotation_moves_by_its_angle():
+    X, y = _data(K=2, N=40, D=2)
+    model, feat = _rotating_model()
+    tr = AlignmentTracker(X, y, schedule=None)
+    first = tr.step(1, model, force=True)
+    assert np.isnan(first["svm_step_angle_deg"]) and np.isnan(first["feature_change"])  # nothing to compare with
+    same = tr.step(2, model, force=True)
+    assert same["feature_change"] == 0.0
+    assert same["svm_step_angle_deg"] == pytest.approx(0.0, abs=1e-5)
+    theta = np.radians(17.0)
+    with torch.no_grad():
+        feat.weight.copy_(_rotation(theta))
+    turned = tr.step(3, model, force=True)
+    # a rotation maps the max-margin SVM onto the max-margin SVM of the rotated points
+    assert turned["svm_step_angle_deg"] == pytest.approx(17.0, abs=1e-3)
+    # ‖X(R − I)ᵀ‖_F = 2 sin(θ/2) ‖X‖_F for a 2-D rotation
+    assert turned["feature_change"] == pytest.approx(2 * np.sin(theta / 2), rel=1e-9)
+    back = tr.step(4, model, force=True)
+    assert back["feature_change"] == 0.0 and back["svm_step_angle_deg"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_movement_survives_a_json_state_round_trip():
+    X, y = _data(K=3, N=45, D=2)
+    model = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 3)).double()
+    tr = AlignmentTracker(X, y, schedule=None)
+    tr.step(1, model, force=True)
+    other = AlignmentTracker(X, y, schedule=None)
+    other.load_state_dict(json.loads(json.dumps(tr.state_dict())))
+    with torch.no_grad():
+        model[0].weight.mul_(1.5)
+    a, b = tr.step(2, model, force=True), other.step(2, model, force=True)
+    assert a["feature_change"] > 0 and np.isfinite(a["svm_step_angle_deg"])
+    assert (a["feature_change"], a["svm_step_angle_deg"]) == (b["feature_change"], b["svm_step_angle_deg"])
+
+
+def test_resumed_training_gives_the_rows_of_an_uninterrupted_run(tmp_path):
+    from nnboundary.train import fit
+
+    X, y = _data(K=2, N=40)
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+
+    def run(out, steps, resume=False):
+        tr = AlignmentTracker(X, y, out, resume=resume)
+        fit(model(), X, y, lr=0.5, steps=steps, dtype="float64", callbacks=[tr], checkpoint_dir=out / "ckpt",
+            checkpoint_schedule=10, resume=resume, progress=False)
+        return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+    full = run(tmp_path / "full", 50)
+    run(tmp_path / "cut", 10)  # interrupted after step 10 (its checkpoint holds the tracker's state)
+    resumed = run(tmp_path / "cut", 50, resume=True)
+    drop = lambda rows: [{k: v for k, v in r.items() if k != "eval_seconds"} for r in rows]  # noqa: E731
+    assert [r["step"] for r in full] == [0, 1, 2, 5, 10, 20, 50]
+    assert drop(resumed) == drop(full)
+    assert full[0]["svm_step_angle_deg"] is None and full[-1]["feature_change"] > 0  # NaN is written as null
+
+
+def test_alignment_rates_fit_both_clocks_and_say_whether_they_hold():
+    from nnboundary.tracking import alignment_rates
+
+    t = np.array([0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000], dtype=float)
+    loss = 1.0 / (t + 2.0)  # GD-like: L ~ 1/t
+    rows = [{"step": int(s), "angle_deg": 40.0 / np.log(max(s, 2.0)), "loss": L, "separable": True}
+            for s, L in zip(t, loss)]
+    rows.append({"step": 20000, "angle_deg": 0.0, "loss": 1e-5, "separable": False})  # soft-margin: left out
+    rates = alignment_rates(rows)
+    assert rates["step"]["c"] == pytest.approx(40.0) and rates["step"]["holds"]
+    assert rates["step"]["step_max"] == 10000 and rates["step"]["value"] == "angle_deg"
+    assert rates["loss"]["clock"] == "loss" and rates["loss"]["r2"] > 0.99 and rates["loss"]["holds"]
+    flat = alignment_rates([{**r, "angle_deg": 20.0} for r in rows])  # a plateau is no 1/log t
+    assert not flat["step"]["holds"] and not flat["loss"]["holds"]

@@ -5,6 +5,10 @@ regularised-bias SVM that gradient descent on a layer with a bias targets), the 
 computed once, and then the pure functions of :mod:`nnboundary.metrics` produce the numbers.
 Non-separable features do not fail: they are reported as ``separable=False`` and compared with
 a soft-margin SVM.
+
+The same analysis runs **streamed** over features larger than memory (a memory-mapped file) and **sharded** over the
+ranks of a torchrun job (a reducer): chunked passes whose per-rank sums, minima and counts are combined, never a
+gather of the features (see :func:`analyze_features` and the last section of this module).
 """
 
 from __future__ import annotations
@@ -27,10 +31,10 @@ import pandas as pd
 from sklearn.base import clone
 
 from nnboundary import metrics as M
-from nnboundary.features import LABEL_KEYS, extract_features, head_params
+from nnboundary.features import LABEL_KEYS, extract_features, head_params, logits_path
 
 __all__ = ["Analysis", "analyze", "analyze_features", "default_svm", "fit_svm", "fit_svms", "SUMMARY_KEYS", "CLOSENESS",
-           "claim_status", "closeness", "verdict"]
+           "CHUNK_BYTES", "claim_status", "closeness", "verdict", "claim_verdict", "VERDICT_THRESHOLDS"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +45,7 @@ SUMMARY_KEYS = (
 )
 _FILES = ("summary.json", "details.csv", "features.npz", "settings.json")
 _ACTIVE_TOL = 1e-4  # an SVM pair constraint within this of 1 counts as active
+_POINT_COLUMNS = ("label", "nn_pred", "svm_pred", "margin_nn", "margin_svm", "loss", "is_support")
 
 
 # ----------------------------------------------------------------------------- verdict
@@ -98,6 +103,102 @@ def verdict(summary: dict[str, Any]) -> str:
             + "; ".join(f"{w} if angle <= {a:g}° and margin ratio >= {r:g}" for w, a, r in CLOSENESS) + "; else far).")
 
 
+#: The thresholds of :func:`claim_verdict` (see there).
+VERDICT_THRESHOLDS = {
+    "max_angle_deg": CLOSENESS[0][1],      # "converged" of CLOSENESS: within 2 degrees ...
+    "min_margin_ratio": CLOSENESS[0][2],   # ... with at least 90 % of the SVM's margin ...
+    "max_abs_offset": 0.1,                 # ... and the boundary within 0.1 SVM margins of the SVM's
+    "max_svm_step_angle_deg": 0.5,         # features still moving: the SVM turned more than this in the last interval
+    "max_feature_change": 0.01,            # ... or the features changed by more than 1 % in it
+    "min_head_decrease_deg": 0.1,          # the head alone still approaches: its angle fell by more than this
+    "target_loss": 1e-12,                  # the loss a converge run trains to
+}
+
+
+def _num(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return float("nan")
+    return v
+
+
+def claim_verdict(summary: dict[str, Any], *, angle_key: str = "angle_deg", ratio_key: str = "margin_ratio",
+                  offset_key: str = "bias_offset", thresholds: dict[str, float] | None = None) -> dict[str, str]:
+    """Verdict on "the head converges to this SVM" for a claims table, with a one-line reason.
+
+    Reads a run's summary row: the numbers (``angle_key``, ``ratio_key``, ``offset_key``; pass the ``*_reg`` keys to
+    judge against the regularised-bias SVM), ``train_loss`` (else ``loss``), ``stop_reason`` (if the runner
+    recorded one; quoted in the reason), and the two diagnostics the runner adds: ``diagnostics``
+    (``svm_step_angle_deg`` and ``feature_change`` of the last tracked interval, see
+    :class:`nnboundary.tracking.AlignmentTracker`) and ``head_alone`` (the head trained alone on the frozen final
+    features, :func:`nnboundary.experiments.convergence.continue_head`). With ``T`` = :data:`VERDICT_THRESHOLDS`
+    (``thresholds`` overrides entries), in this order:
+
+    1. the claim's premise is not reached (:func:`claim_status` is not "separable": the features are not separable
+       or the head misclassifies training points) → ``"not reached within budget"``;
+    2. angle ≤ ``T["max_angle_deg"]`` (2°), margin ratio ≥ ``T["min_margin_ratio"]`` (0.9) and, if recorded,
+       ``|offset|`` ≤ ``T["max_abs_offset"]`` (0.1 SVM margins) → ``"supported"``;
+    3. the features still move: the last ``svm_step_angle_deg`` > ``T["max_svm_step_angle_deg"]`` (0.5°) or the
+       last ``feature_change`` > ``T["max_feature_change"]`` (1 %) → ``"not reached within budget"``;
+    4. the head's own slow implicit bias: the head alone still approaches the SVM (its angle fell by more than
+       ``T["min_head_decrease_deg"]``, 0.1°; the reason quotes its c / log t fit and whether it holds), or it
+       stopped at float64's loss floor (``loss_floor_step``) → ``"not reached within budget"``;
+    5. no head-alone run and the loss is above ``T["target_loss"]`` (1e-12) → ``"not reached within budget"``;
+    6. otherwise (the features have settled, and the head alone does not approach the SVM, or the loss reached
+       the target without the head getting there) → ``"not supported"``.
+
+    Returns
+    -------
+    dict
+        ``verdict``: ``"supported"``, ``"not supported"`` or ``"not reached within budget"``; ``reason``: one line.
+    """
+    T = {**VERDICT_THRESHOLDS, **(thresholds or {})}
+    angle, ratio, offset = (_num(summary.get(k)) for k in (angle_key, ratio_key, offset_key))
+    loss = _num(summary.get("train_loss", summary.get("loss")))
+    stop = summary.get("stop_reason")
+    tail = f"; loss {loss:.3g}" + (f", stopped: {stop}" if stop else "")
+    at = f"{angle:.3g}° from the SVM, margin ratio {ratio:.3g}, offset {offset:.3g}"
+
+    def out(word: str, why: str) -> dict[str, str]:
+        return {"verdict": word, "reason": why + tail}
+
+    status = claim_status(summary)
+    if status != "separable":
+        return out("not reached within budget", f"{status}: the claim's premise (separable features, every training "
+                   "point fitted) is not reached")
+    offset_ok = not np.isfinite(offset) or abs(offset) <= T["max_abs_offset"]
+    if angle <= T["max_angle_deg"] and ratio >= T["min_margin_ratio"] and offset_ok:
+        return out("supported", at)
+    diag = summary.get("diagnostics") or {}
+    step_angle, change = _num(diag.get("svm_step_angle_deg")), _num(diag.get("feature_change"))
+    span = f"steps {diag.get('previous_step')}–{diag.get('step')}"
+    if step_angle > T["max_svm_step_angle_deg"] or change > T["max_feature_change"]:
+        return out("not reached within budget", f"{at}; the features still move: the SVM turned {step_angle:.3g}° "
+                   f"and the features changed by {change:.3g} (relative) over {span}")
+    settled = (f"features settled (SVM turned {step_angle:.3g}°, features changed {change:.3g} over {span})"
+               if diag else "no feature-movement diagnostics")
+    ha = summary.get("head_alone")
+    if ha:
+        a0, a1 = _num(ha.get("angle_start")), _num(ha.get("angle_end"))
+        fit = (f"c/log t holds: c = {_num(ha.get('c')):.3g}, R² = {_num(ha.get('r2')):.2f}, steps "
+               f"{ha.get('step_min')}–{ha.get('step_max')}" if ha.get("holds") else
+               f"c/log t does not hold (R² = {_num(ha.get('r2')):.2f})")
+        alone = f"head alone {a0:.3g}°→{a1:.3g}° in {ha.get('steps')} steps"
+        if a0 - a1 > T["min_head_decrease_deg"]:
+            return out("not reached within budget", f"{at}; {settled}; the head's own implicit bias is slow: "
+                       f"{alone}, {fit}")
+        if ha.get("loss_floor_step") is not None:
+            return out("not reached within budget", f"{at}; {settled}; {alone}, stopped by float64's loss floor at "
+                       f"step {ha.get('loss_floor_step')}")
+        return out("not supported", f"{at}; {settled}, and the {alone}: it does not approach the SVM")
+    if not loss <= T["target_loss"]:
+        return out("not reached within budget", f"{at}; {settled}; loss above the target {T['target_loss']:g} "
+                   "(no head-alone run to tell the two reasons apart)")
+    return out("not supported", f"{at}; {settled}; the loss reached {T['target_loss']:g} without the head "
+               "getting there")
+
+
 # ----------------------------------------------------------------------------- result
 
 
@@ -117,14 +218,19 @@ class Analysis:
         One row per training point: label, nn_pred, svm_pred, margin_nn, margin_svm (geometric),
         loss, is_support.
     svm, svm_regularized : fitted estimators (``svm_regularized`` may be None)
-    features : ndarray of shape (N, D)
+    features : ndarray of shape (N, D), or None
+        A read-only ``np.memmap`` when the features were streamed to a file; None after an analysis over several
+        ranks (each rank held only its shard).
     labels : ndarray of shape (N,)
-    logits : ndarray of shape (N, K)
+    logits : ndarray of shape (N, K), or None (as ``features``)
     nn_coef, nn_intercept : ndarray of shape (K, D), (K,)
         The head as it is (K = 1 for a single-logit head).
     settings : dict
         Everything needed to redo the analysis (SVM parameters, head, soft_C, ...).
     features_test, labels_test, logits_test : arrays or None
+    rank : int
+        The rank that computed this (0 in one process). Under torchrun every rank gets the same numbers, and only
+        rank 0's :meth:`save` writes.
     """
 
     summary: dict[str, Any]
@@ -141,6 +247,7 @@ class Analysis:
     features_test: np.ndarray | None = None
     labels_test: np.ndarray | None = None
     logits_test: np.ndarray | None = None
+    rank: int = 0
 
     @property
     def svm_coef(self) -> np.ndarray:
@@ -172,7 +279,12 @@ class Analysis:
         """Write summary.json, details.csv, features.npz and settings.json into ``out_dir``.
 
         Each file is written to a temporary file in the same directory and moved into place with
-        ``os.replace``, so a crash never leaves a half-written file. NaN/inf become JSON null.
+        ``os.replace``, so a crash never leaves a half-written file. NaN/inf become JSON null. On a rank other than
+        0 nothing is written (the ranks hold the same numbers; one writer keeps them from racing).
+
+        A streamed analysis (features in a file, or sharded over ranks) does not copy the features into
+        features.npz: it stores the head, the SVMs, the support and the per-point table, and ``settings.json``
+        names the features file.
 
         Raises
         ------
@@ -180,6 +292,8 @@ class Analysis:
             ``out_dir`` already holds a result (any of the four files) and ``overwrite`` is False.
         """
         out = Path(out_dir)
+        if self.rank != 0:
+            return out
         out.mkdir(parents=True, exist_ok=True)
         existing = [f for f in _FILES if (out / f).exists()]
         if existing and not overwrite:
@@ -193,9 +307,17 @@ class Analysis:
         atomic_write(out / "features.npz", lambda f: np.savez_compressed(f, **self._arrays()), binary=True)
         return out
 
+    @property
+    def streamed(self) -> bool:
+        """True when the features were not held in memory (a features file, or shards on several ranks)."""
+        return bool(self.settings.get("streamed")) or self.features is None or isinstance(self.features, np.memmap)
+
     def _arrays(self) -> dict[str, np.ndarray]:
-        arrays = {
-            "features": self.features, "labels": self.labels, "logits": self.logits,
+        if self.streamed:
+            arrays = {"labels": self.labels, **{f"point_{k}": self.points[k].to_numpy() for k in _POINT_COLUMNS}}
+        else:
+            arrays = {"features": self.features, "logits": self.logits, "labels": self.labels}
+        arrays |= {
             "nn_coef": self.nn_coef, "nn_intercept": self.nn_intercept,
             "svm_coef": self.svm_coef, "svm_intercept": self.svm_intercept,
             "support": self.support, "margin_nn": self.points["margin_nn"].to_numpy(),
@@ -205,7 +327,7 @@ class Analysis:
             arrays["svm_reg_coef"] = np.asarray(self.svm_regularized.coef_, dtype=np.float64)
             arrays["svm_reg_intercept"] = np.atleast_1d(np.asarray(self.svm_regularized.intercept_, dtype=np.float64))
         for name in ("features_test", "labels_test", "logits_test"):
-            if getattr(self, name) is not None:
+            if getattr(self, name) is not None and not self.streamed:
                 arrays[name] = getattr(self, name)
         return arrays
 
@@ -227,6 +349,16 @@ class Analysis:
         svm = _LoadedLinear(a["svm_coef"], a["svm_intercept"], a["support"])
         svm_reg = (_LoadedLinear(a["svm_reg_coef"], a["svm_reg_intercept"], np.empty(0, int))
                    if "svm_reg_coef" in a else None)
+        if "features" not in a:  # a streamed analysis: the per-point table was saved, the features stay in their file
+            points = pd.DataFrame({k: a[f"point_{k}"] for k in _POINT_COLUMNS})
+            file = settings.get("features_file")
+            a["features"] = np.load(file, mmap_mode="r") if file and Path(file).is_file() else None
+            a["logits"] = None
+            if file and a["features"] is not None and Path(logits_path(file)).is_file():
+                a["logits"] = np.load(logits_path(file), mmap_mode="r")
+            return cls(summary=summary, details=details, points=points, svm=svm, svm_regularized=svm_reg,
+                       features=a["features"], labels=a["labels"], logits=a["logits"], nn_coef=a["nn_coef"],
+                       nn_intercept=a["nn_intercept"], settings=settings)
         points = _points_frame(a["features"], a["labels"], a["nn_coef"], a["nn_intercept"], svm.coef_,
                                svm.intercept_, a["loss"], sup)
         return cls(summary=summary, details=details, points=points, svm=svm, svm_regularized=svm_reg,
@@ -260,16 +392,25 @@ def default_svm(*, bias: str = "free", C: float | None = None, multiclass: str =
 
 
 def _accepts_init_support(est: Any) -> bool:
+    return _accepts(est, "init_support")
+
+
+def _accepts(est: Any, name: str) -> bool:
     try:
-        return "init_support" in inspect.signature(est.fit).parameters
+        return name in inspect.signature(est.fit).parameters
     except (TypeError, ValueError):
         return False
 
 
 def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
-            init_support: np.ndarray | None = None, progress: str | None = None) -> tuple[Any, bool | None]:
+            init_support: np.ndarray | None = None, progress: str | None = None, *, reducer: Any = None,
+            n_total: int | None = None) -> tuple[Any, bool | None]:
     """The one hard-then-soft SVM fallback: fit a clone of ``template``; if it is a hard margin and the features
     are not separable, a soft margin with C=soft_C instead.
+
+    ``reducer`` (rank, world_size, allgather): H, y are this rank's shard and the estimator is fitted on all shards
+    (``fit(H, y, reducer=...)``, which ``MaxMarginClassifier`` takes); ``n_total`` is then the global number of
+    points (``init_support`` holds global indices).
 
     ``progress``: a label (e.g. "SVM, free bias"): show a progress bar of the solver's working-set rounds when the
     estimator reports them (``MaxMarginClassifier(progress=...)``).
@@ -282,9 +423,17 @@ def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
     est = clone(template)
     params = est.get_params()
     hard = "C" in params and params["C"] is None
-    kw = {}
+    kw: dict[str, Any] = {}
+    n = len(y) if n_total is None else int(n_total)
     if init_support is not None and _accepts_init_support(est):
-        kw["init_support"] = init_support[(init_support >= 0) & (init_support < len(y))]
+        kw["init_support"] = init_support[(init_support >= 0) & (init_support < n)]
+    if reducer is not None:
+        if not _accepts(est, "reducer"):
+            if int(reducer.world_size) > 1:
+                raise TypeError(f"{type(est).__name__}.fit takes no reducer=, so it cannot be fitted on shards over "
+                                "several ranks; use nnboundary.svm.MaxMarginClassifier or run one process.")
+        else:
+            kw["reducer"] = reducer
     try:
         with _svm_progress(est, progress):
             est.fit(H, y, **kw)
@@ -323,7 +472,8 @@ def _svm_progress(est: Any, label: str | None):
 
 def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, soft_C: float = 1.0,
              init_support: Any = None, init_support_regularized: Any = None,
-             progress: bool = False, fitted: bool = False) -> tuple[Any, bool | None, Any]:
+             progress: bool = False, fitted: bool = False, reducer: Any = None,
+             n_total: int | None = None) -> tuple[Any, bool | None, Any]:
     """The one place where ``analyze`` fits its SVMs: the reference SVM, then the regularised-bias one.
 
     The regularised-bias SVM is warm-started from the reference SVM's support set unless
@@ -346,6 +496,8 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
     fitted : bool, default=False
         ``svm`` and ``svm_regularized`` are already fitted on these (H, y): use them as they are (no clone, no
         refit), e.g. to compare several heads of one network with the same SVMs.
+    reducer, n_total : default=None
+        H, y are one rank's shard: see :func:`fit_svm`.
 
     Returns
     -------
@@ -357,7 +509,7 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
     if fitted:
         return svm, (svm.get_params().get("C", 0) is None), (None if svm_regularized is False else svm_regularized)
     est, separable = fit_svm(svm, H, y, soft_C, _opt_idx(init_support),
-                              progress="SVM (reference)" if progress else None)
+                              progress="SVM (reference)" if progress else None, reducer=reducer, n_total=n_total)
     est_reg = None
     if svm_regularized is not False:
         reg = svm_regularized
@@ -367,7 +519,8 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
         if warm is None:
             warm = getattr(est, "support_", None)
         est_reg, _ = fit_svm(reg, H, y, soft_C, _opt_idx(warm),
-                              progress="SVM (regularised bias)" if progress else None)
+                              progress="SVM (regularised bias)" if progress else None, reducer=reducer,
+                              n_total=n_total)
     return est, separable, est_reg
 
 
@@ -474,8 +627,18 @@ def analyze(
     init_support_regularized: np.ndarray | None = None,
     forward: Any = None,
     label_key: Any = LABEL_KEYS,
+    features_file: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    distributed: bool | None = None,
 ) -> Analysis:
     """Compare a classifier's last linear layer with the max-margin SVM on its features.
+
+    Under ``torchrun`` (a process group of several ranks, see :mod:`nnboundary.distributed`) every rank extracts
+    the features of its contiguous shard of the data (:func:`~nnboundary.distributed.shard_range`,
+    :func:`~nnboundary.features.select_rows`) and the analysis runs on the shards (:func:`analyze_features` with a
+    reducer): every rank gets the numbers of a one-process run (to rounding), and only rank 0's ``save`` writes.
+    With ``features_file`` the features are streamed into a memory-mapped file and analysed chunk by chunk, so
+    N·D·8 bytes may exceed the memory.
 
     Parameters
     ----------
@@ -514,6 +677,16 @@ def analyze(
         label key goes to ``model(**batch)`` are read without it).
     label_key : str or sequence of str, default=("labels", "label", "y")
         Key of the labels in dict batches.
+    features_file : path, default=None
+        Stream the training features into this ``.npy`` file (and the logits beside it, see
+        :func:`~nnboundary.features.extract_features`) and analyse them from disk in chunks. Several ranks write one
+        file each, ``<stem>.rank<r>-of-<world>.npy``. Memory: one batch, one chunk and the solver's working set; disk
+        N·(D + K)·8 bytes.
+    overwrite : bool, default=False
+        Replace an existing ``features_file`` (otherwise refused).
+    distributed : bool, default=None
+        None: shard over the ranks when a process group of more than one rank is initialised
+        (``nnboundary.distributed.init_from_env()`` under torchrun); False: one process even then; True: require it.
 
     Returns
     -------
@@ -528,14 +701,25 @@ def analyze(
     >>> result.summary["status"], result.summary["closeness"]  # doctest: +SKIP
     ('separable', 'converged')
     """
-    ext = extract_features(model, X, head, y=y, batch_size=batch_size, device=device, progress=progress,
-                           forward=forward, label_key=label_key)
+    reducer = _reducer(distributed)
+    world = 1 if reducer is None else int(reducer.world_size)
+    show = progress and (reducer is None or reducer.rank == 0)
+    file = None if features_file is None else _rank_file(features_file, reducer)
+
+    def extract(data: Any, labels: Any, which: Any, out: Any) -> Any:
+        if reducer is not None:
+            from nnboundary.distributed import shard_range
+            from nnboundary.features import n_rows, select_rows
+
+            data, labels = select_rows(data, labels, *shard_range(n_rows(data, labels)))
+        return extract_features(model, data, which, y=labels, batch_size=batch_size, device=device, progress=show,
+                                forward=forward, label_key=label_key, out=out, overwrite=overwrite)
+    ext = _on_all_ranks(lambda: extract(X, y, head, file), reducer)
     head_mod = model.get_submodule(ext.head_name)
     W, b = head_params(head_mod)
     H_te = y_te = Z_te = None
     if X_test is not None:
-        te = extract_features(model, X_test, ext.head_name, y=y_test, batch_size=batch_size, device=device,
-                              progress=progress, forward=forward, label_key=label_key)
+        te = _on_all_ranks(lambda: extract(X_test, y_test, ext.head_name, None), reducer)
         H_te, y_te, Z_te = te.features, te.labels, te.logits
     svm = default_svm(bias="free" if head_mod.bias is not None else "none") if svm is None else svm
     if svm_regularized is None:
@@ -544,10 +728,35 @@ def analyze(
         ext.features, ext.labels, W, b, logits=ext.logits, svm=svm, svm_regularized=svm_regularized,
         H_test=H_te, y_test=y_te, logits_test=Z_te, soft_C=soft_C, grid_resolution=grid_resolution,
         init_support=init_support, init_support_regularized=init_support_regularized, head_name=ext.head_name,
-        progress=progress,
+        progress=show, reducer=reducer,
     )
     result.settings.update(batch_size=batch_size, model_class=type(model).__name__)
+    if file is not None and world > 1:
+        result.settings["features_files"] = [str(f) for f in reducer.allgather(str(file))]
     return result
+
+
+def _reducer(distributed: bool | None) -> Any:
+    """The reducer of :func:`analyze`: a ``TorchReducer`` when sharding over several ranks, else None."""
+    if distributed is False:
+        return None
+    from nnboundary import distributed as dist
+
+    if dist.is_distributed():
+        return dist.TorchReducer()
+    if distributed:
+        raise RuntimeError("analyze(distributed=True) needs a process group of several ranks: start the program with "
+                           "`torchrun --nproc-per-node=N ...` and call nnboundary.distributed.init_from_env() first.")
+    return None
+
+
+def _rank_file(path: str | os.PathLike[str], reducer: Any) -> Path:
+    """``path`` in one process; ``<stem>.rank<r>-of-<world>.npy`` on rank r of several."""
+    p = Path(path)
+    if reducer is None or int(reducer.world_size) <= 1:
+        return p
+    stem = p.name.removesuffix(".npy")
+    return p.with_name(f"{stem}.rank{reducer.rank}-of-{reducer.world_size}.npy")
 
 
 def _regularized_like(svm: Any) -> Any:
@@ -578,8 +787,17 @@ def analyze_features(
     head_name: str = "head",
     progress: bool = False,
     svm_fitted: bool = False,
+    reducer: Any = None,
 ) -> Analysis:
     """Compare a linear head (W, b) with the max-margin SVM on already extracted features.
+
+    In memory by default. The analysis is **streamed** instead when H is a ``np.memmap`` (features larger than
+    memory, e.g. from ``extract_features(out=PATH)``) or a ``reducer`` is given (H, y, logits are this rank's
+    contiguous shard, under torchrun: ``nnboundary.distributed.TorchReducer()``): three passes over chunks of
+    :data:`CHUNK_BYTES` of the local rows, whose per-rank sums, minima and counts are combined over the ranks. Memory
+    beyond the SVM solver's own: O(K·D + D² + chunk) plus 7 numbers per point (the ``points`` table, gathered on
+    every rank); time O(N·D·(D + K²)) over all ranks. The numbers equal the in-memory analysis of the concatenated
+    shards up to rounding (sums taken in another order), and every rank gets them.
 
     Parameters
     ----------
@@ -595,6 +813,8 @@ def analyze_features(
         ``svm`` / ``svm_regularized`` are fitted on (H, y) already: reuse them (see :func:`fit_svms`).
     H_test, y_test, logits_test : optional test features, labels, logits
     head_name : str, default="head"
+    reducer : object with ``rank``, ``world_size``, ``allgather(obj) -> list``, default=None
+        Shards over ranks (see above). A user error on one rank (bad labels, NaN features) is raised on every rank.
 
     Returns
     -------
@@ -617,6 +837,12 @@ def analyze_features(
     ValueError
         Empty or non-finite features, labels outside the head's classes, or a class with no samples.
     """
+    if reducer is not None or isinstance(H, np.memmap):
+        return _analyze_streamed(
+            H, y, W, b, logits=logits, svm=svm, svm_regularized=svm_regularized, H_test=H_test, y_test=y_test,
+            logits_test=logits_test, soft_C=soft_C, grid_resolution=grid_resolution, init_support=init_support,
+            init_support_regularized=init_support_regularized, head_name=head_name, progress=progress,
+            svm_fitted=svm_fitted, reducer=reducer)
     has_bias = b is not None
     H, y, W, b = _check_inputs(H, y, W, b)
     K = max(2, W.shape[0])
@@ -747,11 +973,13 @@ def _pair_anchor(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pai
     Those points are fixed by the SVM's (unique) hyperplanes; its support set is not when points tie (e.g. a class
     collapsed to one point), so an anchor built from ``support_`` would depend on the solver. Repeated points count
     once, as they do for the SVM. A pair with no point on its margin (an inactive Crammer–Singer pair) is anchored
-    at the mean of its points.
+    at the mean of its points (every point, so that the sharded analysis gets it from the class sums).
     """
     idx, g = _pair_margins(H, y, V, c, pair)
     on_margin = idx[g <= 1 + _ACTIVE_TOL]
-    return np.unique(H[on_margin if on_margin.size else idx], axis=0).mean(axis=0)
+    if on_margin.size:
+        return np.unique(H[on_margin], axis=0).mean(axis=0)
+    return H[idx].mean(axis=0)
 
 
 def _pair_active(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pair: tuple[int, int]) -> bool:
@@ -819,3 +1047,473 @@ def _points_frame(H, y, W, b, V, c, loss, is_support) -> pd.DataFrame:
         "loss": loss,
         "is_support": is_support,
     })
+
+
+# ----------------------------------------------------------------------------- sharded and streamed analysis
+#
+# Under torchrun each rank holds a contiguous shard of the rows (the global order is the shards in rank order), and a
+# features file may be larger than memory. The analysis is then a few passes over chunks of the local rows whose
+# per-rank results are small (sums, minima, counts, the class scatter, one row per point of a few scalars) and are
+# combined with ``reducer.allgather`` in rank order. Every rank ends with the same numbers; they equal the in-memory
+# analysis of the concatenated shards up to the rounding of sums taken in another order (about 1e-15 relative).
+
+#: Bytes of features read per chunk in the streamed passes (the chunk is converted to float64 in memory).
+CHUNK_BYTES = 64 * 2 ** 20
+
+#: User errors that every rank re-raises when one rank meets them (see :func:`_on_all_ranks`).
+_RANK_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, OSError, MemoryError)
+
+
+def _on_all_ranks(fn: Any, reducer: Any = None) -> Any:
+    """Run ``fn()`` on every rank; if it raises a user error on some rank, raise it on every rank.
+
+    A rank that fails alone would leave the others waiting in their next collective until the process group times
+    out; here every rank learns of the failure at once and raises the same error (the first failing rank's type and
+    message), so a CLI exits on every rank with the same one line. Without a reducer, or with one rank, this is
+    ``fn()``. The analysis's version of ``nnboundary.distributed.run_on_all``, for any reducer (the solver's
+    contract: threads in tests, torch under torchrun), keeping the error's type (a ValueError stays one).
+
+    Parameters
+    ----------
+    fn : callable() -> object
+    reducer : object with ``rank``, ``world_size``, ``allgather``, default=None
+    """
+    if reducer is None or int(reducer.world_size) <= 1:
+        return fn()
+    out, err = None, None
+    try:
+        out = fn()
+    except _RANK_ERRORS as exc:
+        err = exc
+    errors = reducer.allgather(None if err is None else (type(err), " ".join(str(err).split())))
+    if err is not None:
+        raise err
+    for r, e in enumerate(errors):
+        if e is not None:
+            cls, msg = e
+            try:
+                raised = cls(f"{msg} (on rank {r})")
+            except Exception:  # noqa: BLE001 - an exception class with another signature
+                raised = ValueError(f"{msg} (on rank {r})")
+            raise raised
+    return out
+
+
+def _chunk_rows(D: int) -> int:
+    return max(1, CHUNK_BYTES // (8 * max(D, 1)))
+
+
+def _chunks(n: int, D: int) -> range:
+    return range(0, n, _chunk_rows(D))
+
+
+def _f64(a: Any, i: int, j: int) -> np.ndarray:
+    """Rows i:j of an array or memmap as an in-memory float64 array."""
+    return np.asarray(a[i:j], dtype=np.float64)
+
+
+def _allsum(red: Any, x: Any) -> Any:
+    """The sum over ranks (taken in rank order, so every rank gets the same bits)."""
+    parts = red.allgather(x)
+    total = parts[0]
+    for p in parts[1:]:
+        total = total + p
+    return total
+
+
+def _allmin(red: Any, x: np.ndarray) -> np.ndarray:
+    return np.min(np.stack(red.allgather(np.asarray(x, dtype=np.float64))), axis=0)
+
+
+def _allmax(red: Any, x: np.ndarray) -> np.ndarray:
+    return np.max(np.stack(red.allgather(np.asarray(x, dtype=np.float64))), axis=0)
+
+
+def _allcat(red: Any, x: np.ndarray) -> np.ndarray:
+    return np.concatenate(red.allgather(np.asarray(x)))
+
+
+def _n_correct(Z: np.ndarray, y: np.ndarray) -> int:
+    """Samples whose largest logit is the label (single logit: z > 0), as :func:`~nnboundary.metrics.accuracy`."""
+    pred = (Z[:, 0] > 0).astype(np.int64) if Z.shape[1] == 1 else Z.argmax(axis=1)
+    return int((pred == y).sum())
+
+
+def _check_shard(H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str, start: int = 0) -> np.ndarray:
+    """The checks of :func:`_check_inputs` on one rank's shard, chunk by chunk (no full float64 copy of H)."""
+    if H.ndim != 2:
+        raise ValueError(f"{what} features must have shape (N, D), got {H.shape}.")
+    if H.shape[1] != W.shape[1]:
+        raise ValueError(f"{what} features have {H.shape[1]} columns, but the head expects {W.shape[1]}. Extract "
+                         "features with the same head.")
+    if not (np.isfinite(W).all() and np.isfinite(b).all()):
+        raise ValueError("The head's weights contain NaN/inf; the network diverged. Lower the learning rate.")
+    n = H.shape[0]
+    for i in _chunks(n, H.shape[1]):
+        bad = ~np.isfinite(_f64(H, i, i + _chunk_rows(H.shape[1]))).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad) + i + start
+            raise ValueError(f"{what} features contain NaN/inf (first rows: {rows[:5].tolist()}). Check the inputs "
+                             "and the model for overflow.")
+    if Z is not None and tuple(Z.shape) != (n, W.shape[0]):
+        raise ValueError(f"logits have shape {tuple(Z.shape)}, expected {(n, W.shape[0])}.")
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    return _check_labels(y, n, W.shape[0], what)
+
+
+@dataclass
+class _Shard:
+    """One rank's rows: features H (n, D) (array or memmap), labels y (n,), logits Z (n, K) or None, and where the
+    rows start in the global order."""
+
+    H: Any
+    y: np.ndarray
+    Z: Any
+    start: int
+    n_total: int
+
+
+def _shard(red: Any, H: Any, y: Any, W: np.ndarray, b: np.ndarray, Z: Any, what: str) -> _Shard:
+    sizes = red.allgather(int(H.shape[0]) if getattr(H, "ndim", 0) >= 1 else 0)
+    start = int(sum(sizes[: red.rank]))
+    y = _on_all_ranks(lambda: _check_shard(H, y, W, b, Z, what, start), red)
+    if sum(sizes) == 0:
+        raise ValueError(f"The {what} data is empty (0 samples); pass at least one sample per class.")
+    return _Shard(H=H, y=y, Z=Z, start=start, n_total=int(sum(sizes)))
+
+
+def _logits_chunk(sh: _Shard, Hc: np.ndarray, i: int, j: int, W: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return Hc @ W.T + b if sh.Z is None else _f64(sh.Z, i, j)
+
+
+def _nc_shift(red: Any, H: Any) -> np.ndarray:
+    """The centre of the NC sums: the mean of the first chunk of the global data (as the in-memory analysis)."""
+    first = np.asarray(H[: min(8192, H.shape[0])], dtype=np.float64).mean(axis=0) if H.shape[0] else None
+    return next(s for s in red.allgather(first) if s is not None)
+
+
+def _pass_head(red: Any, sh: _Shard, W: np.ndarray, b: np.ndarray, K: int) -> dict[str, Any]:
+    """First pass (the head only): per point NN margin, prediction and loss; the NC sums; loss and accuracy.
+
+    Time O(n·D·(K + D)) per rank (the D×D scatter dominates), memory O(K·D + D² + chunk·D) plus 3 numbers per point.
+    """
+    n, D = sh.H.shape
+    acc = M.NeuralCollapseAccumulator(K, D)
+    acc.shift = _nc_shift(red, sh.H)
+    m_nn, pred, loss = np.empty(n), np.empty(n, dtype=np.int64), np.empty(n)
+    correct = 0
+    step = _chunk_rows(D)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        Hc, yc = _f64(sh.H, i, j), sh.y[i:j]
+        Zc = _logits_chunk(sh, Hc, i, j, W, b)
+        acc.update(Hc, yc)
+        m_nn[i:j] = M.functional_margins(Hc, yc, W, b)
+        pred[i:j] = M.predict_classes(Hc, W, b)
+        loss[i:j] = M.cross_entropy(Zc, yc)
+        correct += _n_correct(Zc, yc)
+    acc.counts = _allsum(red, acc.counts)
+    acc.sums = _allsum(red, acc.sums)
+    acc.scatter = _allsum(red, acc.scatter)
+    return {"acc": acc, "m_nn": m_nn, "pred": pred, "loss": loss, "correct": _allsum(red, correct)}
+
+
+def _rows_by_class(y: np.ndarray, K: int) -> list[np.ndarray]:
+    """Row indices of each class in y, in order: O(n log n) once instead of a mask per class pair."""
+    order = np.argsort(y, kind="stable")
+    return np.split(order, np.searchsorted(y[order], np.arange(1, K)))
+
+
+def _pair_keys(rows: np.ndarray) -> list[bytes]:
+    import hashlib
+
+    return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in rows]
+
+
+class _PairStats:
+    """Per class pair (j, k), what ``_details`` needs from the data, over this rank's rows.
+
+    ``nn_min``/``svm_min``: the smallest signed pair score under the head and under the SVM (functional pair
+    margins); ``lo_j``/``hi_k``: the largest class-j and smallest class-k position along the SVM pair normal (the
+    gap); ``on_sum``/``on_keys``: the sum and the row digests of the distinct points on the SVM's pair margin (the
+    anchor; a point repeated counts once, as in the in-memory ``np.unique``).
+    """
+
+    def __init__(self, pairs: list[tuple[int, int]], D: int) -> None:
+        P = len(pairs)
+        self.pairs = pairs
+        self.nn_min, self.svm_min = np.full(P, np.inf), np.full(P, np.inf)
+        self.hi_j, self.lo_k = np.full(P, -np.inf), np.full(P, np.inf)
+        self.on_sum = np.zeros((P, D))
+        self.on_keys: list[dict[bytes, None]] = [{} for _ in pairs]
+
+    def update(self, Hc: np.ndarray, yc: np.ndarray, Ws: np.ndarray, bs: np.ndarray, Vs: np.ndarray,
+               cs: np.ndarray) -> None:
+        rows = _rows_by_class(yc, Vs.shape[0])
+        for p, (j, k) in enumerate(self.pairs):
+            sel = np.concatenate([rows[j], rows[k]])
+            if not sel.size:
+                continue
+            Hp, sgn = Hc[sel], np.where(yc[sel] == k, 1.0, -1.0)
+            self.nn_min[p] = min(self.nn_min[p], float((sgn * (Hp @ (Ws[k] - Ws[j]) + bs[k] - bs[j])).min()))
+            v = Vs[k] - Vs[j]
+            g = sgn * (Hp @ v + cs[k] - cs[j])
+            self.svm_min[p] = min(self.svm_min[p], float(g.min()))
+            nv = np.linalg.norm(v)
+            if nv > 0:
+                pos = Hp @ (v / nv)
+                if (sgn < 0).any():
+                    self.hi_j[p] = max(self.hi_j[p], float(pos[sgn < 0].max()))
+                if (sgn > 0).any():
+                    self.lo_k[p] = min(self.lo_k[p], float(pos[sgn > 0].min()))
+            on = Hp[g <= 1 + _ACTIVE_TOL]
+            seen = self.on_keys[p]
+            for key, row in zip(_pair_keys(on), on):
+                if key not in seen:
+                    seen[key] = None
+                    self.on_sum[p] += row
+
+    def reduce(self, red: Any, sh: _Shard, Vs: np.ndarray, cs: np.ndarray) -> None:
+        """Combine over ranks; a point on a pair's margin that also lies on an earlier rank counts there only."""
+        self.nn_min, self.svm_min = _allmin(red, self.nn_min), _allmin(red, self.svm_min)
+        self.hi_j, self.lo_k = _allmax(red, self.hi_j), _allmin(red, self.lo_k)
+        keys = red.allgather([list(k) for k in self.on_keys])
+        earlier = [set().union(*(keys[r][p] for r in range(red.rank))) for p in range(len(self.pairs))]
+        dup = [set(self.on_keys[p]) & earlier[p] for p in range(len(self.pairs))]
+        if any(dup):  # rare (a point repeated across shards on a margin): take those rows out again
+            self._remove(sh, Vs, cs, dup)
+        self.on_count = np.array([len(set().union(*(keys[r][p] for r in range(red.world_size))))
+                                  for p in range(len(self.pairs))])
+        self.on_sum = _allsum(red, self.on_sum)
+
+    def _remove(self, sh: _Shard, Vs: np.ndarray, cs: np.ndarray, dup: list[set[bytes]]) -> None:
+        n, D = sh.H.shape
+        step = _chunk_rows(D)
+        for i in range(0, n, step):
+            Hc, yc = _f64(sh.H, i, min(i + step, n)), sh.y[i : i + step]
+            rows = _rows_by_class(yc, Vs.shape[0])
+            for p, (j, k) in enumerate(self.pairs):
+                if not dup[p]:
+                    continue
+                sel = np.concatenate([rows[j], rows[k]])
+                Hp, sgn = Hc[sel], np.where(yc[sel] == k, 1.0, -1.0)
+                on = Hp[sgn * (Hp @ (Vs[k] - Vs[j]) + cs[k] - cs[j]) <= 1 + _ACTIVE_TOL]
+                for key, row in zip(_pair_keys(on), on):
+                    if key in dup[p]:
+                        dup[p].discard(key)
+                        self.on_sum[p] -= row
+
+
+def _pass_svm(red: Any, sh: _Shard, W: np.ndarray, b: np.ndarray, V: np.ndarray, c: np.ndarray,
+              Vr: np.ndarray | None, cr: np.ndarray | None, means: np.ndarray, pred_nn: np.ndarray,
+              K: int) -> dict[str, Any]:
+    """Second pass (after the SVM fit): SVM margins and predictions, the pair statistics, NC4, the regularised SVM.
+
+    Time O(n·D·K²) per rank for the K(K−1)/2 pairs (O(n·D) for K = 2); memory O(K²·D + chunk·D) plus 2 numbers per
+    point and 16 bytes per point on a pair's SVM margin.
+    """
+    n, D = sh.H.shape
+    Ws, bs = M.class_scores(W, b)
+    Vs, cs = M.class_scores(V, c)
+    stats = _PairStats(M.class_pairs(K), D)
+    m_svm, pred_svm = np.empty(n), np.empty(n, dtype=np.int64)
+    reg_min, reg_agree, ncc_miss = np.inf, 0, 0
+    lo, hi = np.full(D, np.inf), np.full(D, -np.inf)
+    step = _chunk_rows(D)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        Hc, yc = _f64(sh.H, i, j), sh.y[i:j]
+        m_svm[i:j] = M.functional_margins(Hc, yc, V, c)
+        pred_svm[i:j] = M.predict_classes(Hc, V, c)
+        stats.update(Hc, yc, Ws, bs, Vs, cs)
+        ncc_miss += int((M.ncc_predict(Hc, means) != pred_nn[i:j]).sum())
+        lo, hi = np.minimum(lo, Hc.min(axis=0)), np.maximum(hi, Hc.max(axis=0))
+        if Vr is not None:
+            reg_min = min(reg_min, float(M.functional_margins(Hc, yc, Vr, cr).min()))
+            reg_agree += int((M.predict_classes(Hc, Vr, cr) == pred_nn[i:j]).sum())
+    stats.reduce(red, sh, Vs, cs)
+    return {"m_svm": m_svm, "pred_svm": pred_svm, "pairs": stats, "ncc_miss": _allsum(red, ncc_miss),
+            "reg_min": float(_allmin(red, np.array([reg_min]))[0]), "reg_agree": _allsum(red, reg_agree),
+            "lo": _allmin(red, lo), "hi": _allmax(red, hi)}
+
+
+def _margin_over_norm(m_min: float, W: np.ndarray) -> float:
+    nrm = M.margin_norm(W)
+    return float(m_min / nrm) if nrm > 0 and np.isfinite(m_min) else float("nan")
+
+
+def _details_streamed(W, b, V, c, est_reg, acc, st: _PairStats, nn_margin: float, svm_margin: float,
+                      K: int) -> pd.DataFrame:
+    """The frame of :func:`_details` from the pair statistics and the class sums of the streamed passes."""
+    Vr = cr = None
+    if est_reg is not None:
+        Vr, cr = _svm_rule(est_reg, K)
+    Ws, bs = M.class_scores(W, b)
+    Vs, cs = M.class_scores(V, c)
+    means, counts = acc.class_means(), acc.counts
+    rows = [{"scope": "overall", "classes": "all", "cosine": M.direction_cosine(W, V),
+             "angle_deg": M.direction_angle(W, V), "margin_nn": nn_margin, "margin_svm": svm_margin}]
+    if K > 2:
+        for k, cos in enumerate(M.class_cosines(W, V)):
+            rows.append({"scope": "class", "classes": str(k), "cosine": cos,
+                         "angle_deg": float(np.degrees(np.arccos(cos)))})
+    for p, (pair, cos) in enumerate(zip(st.pairs, M.pair_cosines(W, V))):
+        j, k = pair
+        if st.on_count[p]:
+            a = st.on_sum[p] / st.on_count[p]
+        else:
+            a = (counts[j] * means[j] + counts[k] * means[k]) / (counts[j] + counts[k])
+        w, beta, v, cc = Ws[k] - Ws[j], bs[k] - bs[j], Vs[k] - Vs[j], cs[k] - cs[j]
+        nw, nv = np.linalg.norm(w), np.linalg.norm(v)
+        gap = means_off = float("nan")
+        if nv > 0:
+            s_nn = -cc / nv + M.boundary_shift(w, beta, v, cc, a)
+            gj, gk = st.hi_j[p], st.lo_k[p]
+            if np.isfinite(gj) and np.isfinite(gk) and gk > gj:
+                gap = float((s_nn - (gj + gk) / 2) / ((gk - gj) / 2))
+            mj, mk = means[j] @ (v / nv), means[k] @ (v / nv)
+            if mk != mj:
+                means_off = float((s_nn - (mj + mk) / 2) / ((mk - mj) / 2))
+        rows.append({
+            "scope": "pair", "classes": f"{j}-{k}", "cosine": cos, "angle_deg": float(np.degrees(np.arccos(cos))),
+            "margin_nn": float(st.nn_min[p] / nw) if nw > 0 and np.isfinite(st.nn_min[p]) else float("nan"),
+            "margin_svm": float(st.svm_min[p] / nv) if nv > 0 and np.isfinite(st.svm_min[p]) else float("nan"),
+            "bias_offset": M.bias_offset(W, b, V, c, a, pair), "bias_offset_gap": gap, "bias_offset_means": means_off,
+            "bias_offset_reg": np.nan if Vr is None else M.bias_offset(W, b, Vr, cr, a, pair),
+            "active": bool(st.svm_min[p] <= 1 + _ACTIVE_TOL),
+        })
+    df = pd.DataFrame(rows, columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
+                                     "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
+                                     "bias_offset_reg", "active"])
+    df["margin_ratio"] = [M.margin_ratio(a_, b_) if np.isfinite(a_) else np.nan
+                          for a_, b_ in zip(df["margin_nn"].astype(float), df["margin_svm"].astype(float))]
+    return df
+
+
+def _test_streamed(red: Any, H_test: Any, y_test: Any, W, b, V, c, logits_test: Any) -> dict[str, Any]:
+    """agreement_test, test_loss, test_accuracy over every rank's test shard, chunk by chunk."""
+    sh = _shard(red, H_test, y_test, W, b, logits_test, "test")
+    n, D = sh.H.shape
+    agree, loss, correct = 0, 0.0, 0
+    step = _chunk_rows(D)
+    for i in range(0, n, step):
+        j = min(i + step, n)
+        Hc, yc = _f64(sh.H, i, j), sh.y[i:j]
+        Zc = _logits_chunk(sh, Hc, i, j, W, b)
+        agree += int((M.predict_classes(Hc, W, b) == M.predict_classes(Hc, V, c)).sum())
+        loss += float(M.cross_entropy(Zc, yc).sum())
+        correct += _n_correct(Zc, yc)
+    agree, loss, correct = _allsum(red, np.array([agree, loss, correct], dtype=np.float64))
+    N = sh.n_total
+    return {"n_test": N, "agreement_test": agree / N, "test_loss": loss / N, "test_accuracy": correct / N}
+
+
+def _check_streamed_memory(N: int, D: int, K: int, world: int) -> None:
+    """Refuse before the passes when what the streamed analysis keeps cannot fit: about ten float64 numbers per
+    point (the gathered per-point table and its sorts), the per-rank class sums and scatters ((world + 1) copies of
+    D² + K·D) and two chunks of rows (:data:`CHUNK_BYTES`). The SVM solver checks its own needs."""
+    from nnboundary.svm import check_memory
+
+    needed = 8.0 * (10 * N + (world + 1) * (D * D + K * D)) + 2 * CHUNK_BYTES
+    check_memory(needed, f"The streamed analysis of {N} points x {D} features ({K} classes)",
+                 "Analyse a subset of the points (the per-point table grows with N), or run on a machine with more "
+                 "memory.")
+
+
+def _analyze_streamed(H, y, W, b, *, logits, svm, svm_regularized, H_test, y_test, logits_test, soft_C,
+                      grid_resolution, init_support, init_support_regularized, head_name, progress, svm_fitted,
+                      reducer) -> Analysis:
+    """:func:`analyze_features` over this rank's shard (``reducer``) and/or a memory-mapped H, in chunks.
+
+    Three passes over the local rows (head, SVM fit, SVM) read H chunk by chunk (:data:`CHUNK_BYTES`); nothing of
+    size N·D is ever held in memory beyond what the SVM solver itself needs. Per point, 6 numbers are kept and
+    gathered (the ``points`` table, the support-vector overlaps); everything else is a per-rank sum, minimum or
+    maximum combined over the ranks.
+    """
+    from nnboundary.svm import LocalReducer
+
+    red = LocalReducer() if reducer is None else reducer
+    has_bias = b is not None
+    W = np.atleast_2d(np.asarray(W, dtype=np.float64))
+    b = np.zeros(W.shape[0]) if b is None else np.atleast_1d(np.asarray(b, dtype=np.float64))
+    K = max(2, W.shape[0])
+    sh = _shard(red, H, y, W, b, logits, "training")
+    _check_streamed_memory(sh.n_total, sh.H.shape[1], K, red.world_size)
+    head = _pass_head(red, sh, W, b, K)
+    acc = head["acc"]
+    _check_all_classes(np.flatnonzero(acc.counts), K)  # global counts: the same answer on every rank
+    if svm is None:
+        svm = default_svm(bias="free" if has_bias else "none")
+    if svm_regularized is None:
+        svm_regularized = _regularized_like(svm) if has_bias else False
+    show = progress and red.rank == 0
+    est, separable, est_reg = fit_svms(sh.H, sh.y, svm, svm_regularized, soft_C=soft_C, init_support=init_support,
+                                       init_support_regularized=init_support_regularized, progress=show,
+                                       fitted=svm_fitted, reducer=reducer, n_total=sh.n_total)
+    V, c = _svm_rule(est, K)
+    Vr = cr = None
+    if est_reg is not None:
+        Vr, cr = _svm_rule(est_reg, K)
+    sv = _pass_svm(red, sh, W, b, V, c, Vr, cr, acc.class_means(), head["pred"], K)
+    m_nn, m_svm = _allcat(red, head["m_nn"]), _allcat(red, sv["m_svm"])  # (N,) each, in the global order
+    loss_i, labels = _allcat(red, head["loss"]), _allcat(red, sh.y)
+    pred_nn, pred_svm = _allcat(red, head["pred"]), _allcat(red, sv["pred_svm"])
+    N = sh.n_total
+    sup = getattr(est, "support_", None)
+    support = (np.unique(np.asarray(sup, dtype=np.int64)) if sup is not None
+               else np.flatnonzero(m_svm <= 1 + _ACTIVE_TOL))
+    nn_margin, svm_margin = _margin_over_norm(m_nn.min(), W), _margin_over_norm(m_svm.min(), V)
+    if separable is None:
+        separable = True if (nn_margin > 0 or svm_margin > 0) else None
+
+    s: dict[str, Any] = {"n_samples": int(N), "n_features": int(sh.H.shape[1]), "n_classes": int(K),
+                         "head": head_name, "separable": separable}
+    s.update(_svm_meta(est))
+    s["cosine"], s["angle_deg"] = M.direction_cosine(W, V), M.direction_angle(W, V)
+    s["nn_margin"], s["svm_margin"] = nn_margin, svm_margin
+    s["margin_ratio"] = M.margin_ratio(nn_margin, svm_margin)
+    details = _details_streamed(W, b, V, c, est_reg, acc, sv["pairs"], nn_margin, svm_margin, K)
+    offsets = _aggregate_offsets(details[details["scope"] == "pair"], K)
+    s.update(offsets)
+    for col, val in offsets.items():
+        details.loc[details["scope"] == "overall", col] = val
+    details.loc[details["scope"] == "overall", "margin_ratio"] = s["margin_ratio"]
+    s["agreement_train"] = M.agreement(pred_nn, pred_svm)
+    if sh.H.shape[1] == 2:
+        s["agreement_grid"] = M.grid_agreement(np.stack([sv["lo"], sv["hi"]]), W, b, V, c,
+                                               resolution=grid_resolution)
+    s["n_support"] = int(support.size)
+    s["sv_overlap_precision"], s["sv_overlap_jaccard"] = M.sv_overlap(support, m_nn)
+    s["sv_overlap_precision_loss"], s["sv_overlap_jaccard_loss"] = M.sv_overlap(support, -loss_i)
+    s["loss"], s["accuracy"] = float(loss_i.mean()), float(head["correct"] / N)
+    s["weight_norm"], s["bias_norm"] = M.weight_norm(W), float(np.linalg.norm(b))
+    s.update(acc.compute(W, b))
+    s["nc4_ncc_mismatch"] = float(sv["ncc_miss"] / N)
+    if est_reg is not None:
+        s["cosine_reg"], s["angle_deg_reg"] = M.direction_cosine(W, Vr), M.direction_angle(W, Vr)
+        s["margin_ratio_reg"] = M.margin_ratio(nn_margin, _margin_over_norm(sv["reg_min"], Vr))
+        s["agreement_train_reg"] = float(sv["reg_agree"] / N)
+    if H_test is not None:
+        s.update(_test_streamed(red, H_test, y_test, W, b, V, c, logits_test))
+    s["status"], s["closeness"] = claim_status(s), closeness(s)
+
+    is_sup = np.zeros(N, dtype=bool)
+    is_sup[support] = True
+    nW, nV = M.margin_norm(W), M.margin_norm(V)
+    points = pd.DataFrame({"label": labels, "nn_pred": pred_nn, "svm_pred": pred_svm,
+                           "margin_nn": m_nn / (nW if nW > 0 else np.nan),
+                           "margin_svm": m_svm / (nV if nV > 0 else np.nan), "loss": loss_i, "is_support": is_sup})
+    one = red.world_size == 1
+    settings = {
+        "format": 1, "head": head_name, "soft_C": soft_C, "grid_resolution": grid_resolution,
+        "svm": _est_settings(svm), "svm_regularized": None if est_reg is None else _est_settings(svm_regularized),
+        "nnboundary_version": _version(), "world_size": int(red.world_size), "streamed": True,
+    }
+    if isinstance(H, np.memmap) and H.filename:
+        settings["features_file"] = str(H.filename) if one else None
+    return Analysis(summary=s, details=details, points=points, svm=est, svm_regularized=est_reg,
+                    features=sh.H if one else None, labels=labels, logits=(sh.Z if one else None), nn_coef=W,
+                    nn_intercept=b, settings=settings,
+                    features_test=H_test if one else None, labels_test=None if (H_test is None or not one) else
+                    np.asarray(y_test), logits_test=logits_test if one else None, rank=int(red.rank))

@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from nnboundary import distributed
+
 __all__ = ["AlignmentCallback", "lightning_available"]
 
 _CACHE: dict[str, type] = {}
@@ -51,7 +53,14 @@ def _build() -> type:
         ``on_train_start`` calls ``tracker.on_start`` (the initialisation is evaluated at step 0); after each
         training batch, ``tracker.wants(global_step)`` decides and ``tracker.on_step`` evaluates. It skips the
         sanity check, logs the numbers as ``boundary/<name>``, and saves the tracker's state in checkpoints
-        under the tracker's ``state_key``.
+        under :attr:`state_key`, which is known before the first evaluation (the tracker's given head and its
+        output file), so that ``fit(ckpt_path=...)`` restores it into a fresh tracker.
+
+        Under ``strategy="ddp"`` (one process per device) the hooks run on every rank and the tracker coordinates
+        them (see :mod:`nnboundary.tracking`): one evaluation, identical records everywhere, ``metrics.jsonl``
+        written by rank 0 and, on resume, rank 0's checkpointed state on every rank. The recorded ``train_loss``
+        is the mean of the ranks' batch losses, which is the loss of the global batch when every rank's batch has
+        the same size (as ``DistributedSampler`` makes them).
 
         Parameters
         ----------
@@ -67,7 +76,22 @@ def _build() -> type:
 
         @property
         def state_key(self) -> str:
-            return self.tracker.state_key
+            """``AlignmentCallback{head=<the head given to the tracker, or None>, out=<its jsonl or None>}``:
+            the same for the tracker of a resumed run (the tracker's own key names the head it discovered, unknown
+            until it evaluates). Two callbacks need different outputs or heads."""
+            head = self.tracker.head if isinstance(self.tracker.head, str) else None
+            return f"AlignmentCallback{{head={head}, out={self.tracker.path}}}"
+
+        def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+            """Restore a tracker state saved under another key (an older key, or another output path) when it
+            is the checkpoint's only one; under :attr:`state_key` Lightning calls :meth:`load_state_dict`."""
+            states = checkpoint.get("callbacks") or {}
+            if self.state_key in states:
+                return
+            found = [k for k in states if isinstance(k, str) and k.startswith(("AlignmentCallback{",
+                                                                               "AlignmentTracker{"))]
+            if len(found) == 1:
+                self.tracker.load_state_dict(states[found[0]])
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             total = trainer.max_steps if isinstance(trainer.max_steps, int) and trainer.max_steps > 0 else None
@@ -80,6 +104,8 @@ def _build() -> type:
                 return
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             loss = float(loss.detach()) if hasattr(loss, "detach") else None
+            losses = distributed.all_gather_objects(loss)  # [loss] in one process
+            loss = None if any(v is None for v in losses) else sum(losses) / len(losses)
             row = self.tracker.on_step(step, pl_module, loss=loss, accuracy=None)
             if row is None or not self.log_metrics:
                 return

@@ -49,6 +49,7 @@ class ProfileName(str, Enum):
     smoke = "smoke"
     quick = "quick"
     paper = "paper"
+    converge = "converge"
 
 
 class DeviceName(str, Enum):
@@ -177,7 +178,8 @@ def reproduce(
     all_: bool = typer.Option(False, "--all", help="Run every simulated-data experiment; --out is then a folder "
                                                    "with one run directory per experiment (default runs/<profile>)."),
     profile: ProfileName = typer.Option(ProfileName.quick, help="quick: about a minute on 2 CPU cores; paper: the "
-                                                                "original's settings; smoke: seconds (tests)."),
+                                                                "original's settings; smoke: seconds (tests); "
+                                                                "converge: train to CE <= 1e-12 or a step budget."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<name>-<profile>)."),
     seed: Optional[int] = typer.Option(None, help="Seed of data, split, initialisation and batches "
                                                   "(default: the experiment's own)."),
@@ -364,35 +366,59 @@ def analyze(
                                                   "report.md and figures/ here (checked before any work)."),
     device: Optional[str] = typer.Option(None, help="Device to run the model on: cpu (default), cuda, cuda:N."),
     batch_size: int = typer.Option(1024, help="Inputs per forward pass during feature extraction."),
-    force: bool = typer.Option(False, "--force", help="Overwrite an existing analysis in --out."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing analysis in --out (and an existing "
+                                                      "--features-file)."),
+    features_file: Optional[Path] = typer.Option(None, "--features-file", help="Stream the features into this .npy "
+                                                 "file (memory-mapped) and analyse them from disk in chunks, for "
+                                                 "features larger than memory. Under torchrun each rank writes "
+                                                 "<stem>.rank<r>-of-<N>.npy."),
 ) -> None:
     """Compare a saved classifier's last layer with the max-margin SVM on its last hidden layer's features.
 
     Recommended: save torch.save(model.state_dict(), "model.pt") and pass --factory pkg.module:fn. A whole pickled
     model needs --allow-pickle, because loading it runs code stored in the file.
+
+    Under `torchrun --nproc-per-node=N nnboundary analyze ...` each rank analyses its shard of the data (gloo on
+    CPU, nccl with --device cuda); the numbers are those of one process, and only rank 0 prints and writes.
     """
+    from nnboundary import distributed as dist
     from nnboundary.analysis import analyze as run_analysis
     from nnboundary.analysis import verdict
     from nnboundary.features import describe as describe_model
     from nnboundary.io import check_out_dir, load_data_file
+    from nnboundary.svm import InsufficientMemoryError
 
+    saved = report = None
     try:
-        if out is not None:
-            check_out_dir(out, force=force, flag="--force")
-        model = _load_model(model_file, device, factory, factory_kwargs, allow_pickle)
-        arrays = load_data_file(data)
-        info = describe_model(model, head, example=(arrays.X[:2], arrays.y[:2]))
-        _out().print(_describe_table(info, f"{model_file.name}: the head"))
-        result = run_analysis(model, arrays.X, arrays.y, head=head, X_test=arrays.X_test, y_test=arrays.y_test,
-                              batch_size=batch_size, device=device, progress=True)
-        saved = report = None
-        if out is not None:
-            from nnboundary.plot.report import write_analysis_report
+        from nnboundary.device import resolve_device
 
+        dist.init_from_env(backend="nccl" if resolve_device(device or "cpu").type == "cuda" else "gloo")
+        main = dist.is_main()
+        if out is not None:  # only rank 0 writes; its refusal stops every rank
+            dist.run_on_main(lambda: check_out_dir(out, force=force, flag="--force"))
+        model = dist.run_on_all(lambda: _load_model(model_file, device, factory, factory_kwargs, allow_pickle))
+        arrays = dist.run_on_all(lambda: load_data_file(data))
+        info = dist.run_on_all(lambda: describe_model(model, head, example=(arrays.X[:2], arrays.y[:2])))
+        if main:
+            _out().print(_describe_table(info, f"{model_file.name}: the head"))
+        result = run_analysis(model, arrays.X, arrays.y, head=head, X_test=arrays.X_test, y_test=arrays.y_test,
+                              batch_size=batch_size, device=device, progress=True, features_file=features_file,
+                              overwrite=force)
+        if out is not None and main:
             saved = result.save(out, overwrite=force)
-            report = write_analysis_report(result, out, title=f"{model_file.name} vs the max-margin SVM")
-    except (*_USER_ERRORS, OSError) as err:
+            if not result.streamed:  # the report's feature plots read every feature into memory
+                from nnboundary.plot.report import write_analysis_report
+
+                report = write_analysis_report(result, out, title=f"{model_file.name} vs the max-margin SVM")
+    except (*_USER_ERRORS, OSError, InsufficientMemoryError) as err:
         raise _fail(err) from None
+    finally:
+        if dist.is_distributed():
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+    if not main:
+        return
     from nnboundary.experiments.report import format_value
 
     table = Table(title=f"{model_file.name} vs the max-margin SVM on its features", title_justify="left",
@@ -410,10 +436,15 @@ def analyze(
                  f"{result.summary.get('head')!r}, SVM {svm.get('class', '?').rsplit('.', 1)[-1]}"
                  f"(C={svm.get('C')}, bias={svm.get('bias')!r}, multiclass={svm.get('multiclass')!r}), "
                  f"soft_C={result.settings.get('soft_C')}", highlight=False, markup=False)
+    if result.settings.get("world_size", 1) > 1:
+        _out().print(f"Ranks:    {result.settings['world_size']} (torch.distributed), each on its shard of the data",
+                     highlight=False, markup=False)
     if saved is not None:
         _out().print(f"Saved:    {saved} (summary.json, details.csv, features.npz, settings.json)", highlight=False,
                      markup=False)
-        _out().print(f"Report:   {report}", highlight=False, markup=False)
+        _out().print(f"Report:   {report}" if report is not None else "Report:   not written: its figures need every "
+                     "feature in memory (a streamed or several-rank run); run without --features-file in one "
+                     "process for them", highlight=False, markup=False)
     else:
         _out().print("Pass --out DIR to save the numbers, the features, a report and its figures.", highlight=False)
 

@@ -33,15 +33,18 @@ reported rather than analysed.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler, Subset
 
 from nnboundary.device import resolve_device
 from nnboundary.models.heads import (
@@ -62,6 +65,9 @@ __all__ = [
     "split_classifier",
     "capture_head_input",
     "extract_features",
+    "logits_path",
+    "n_rows",
+    "select_rows",
     "head_params",
     "head_predict",
     "describe",
@@ -317,6 +323,61 @@ def _dict_batches(d: dict[str, Any], y: Any, batch_size: int,
     return ({k: v[i : i + batch_size] for k, v in arrays.items()} for i in range(0, N, batch_size)), N
 
 
+def n_rows(data: Any, y: Any = None) -> int:
+    """Number of samples of ``data`` in a form whose length is known without reading it (see :func:`select_rows`)."""
+    if isinstance(data, DataLoader):
+        n = _loader_size(data)
+    elif isinstance(data, Dataset):
+        n = _loader_size(DataLoader(data))
+    elif isinstance(data, tuple) and len(data) == 2 and y is None:
+        return n_rows(data[0])
+    elif isinstance(data, Mapping):
+        n = int(_as_tensor(next(iter(data.values()))).shape[0]) if data else 0
+    elif isinstance(data, (Tensor, np.ndarray)):
+        n = int(data.shape[0]) if data.ndim else None
+    else:
+        n = None
+    if n is None:
+        raise TypeError(f"Cannot tell how many samples a {type(data).__name__} holds; pass an array, a tuple (X, y), "
+                        "a dict of arrays, a map-style Dataset or a DataLoader over one.")
+    return int(n)
+
+
+def select_rows(data: Any, y: Any, start: int, stop: int) -> tuple[Any, Any]:
+    """Rows ``start:stop`` of a data set, in the same form, for one rank's contiguous shard.
+
+    Arrays, tensors, tuples ``(X, y)`` and dicts of arrays are sliced (views, no copy); a map-style Dataset becomes a
+    ``Subset``; a DataLoader is rebuilt over the ``Subset`` of its dataset with the same batch size, collate function
+    and workers. The shards of ``shard_range`` taken in rank order are the data in its own order, so indices of the
+    shards concatenated are the indices of the whole data set (unlike ``DistributedSampler``, which interleaves and
+    pads).
+
+    Raises
+    ------
+    TypeError
+        A DataLoader that shuffles, drops its last batch or reads an IterableDataset, or an iterable of batches: the
+        samples of a shard would not be known rows.
+    """
+    if isinstance(data, DataLoader):
+        if isinstance(data.dataset, IterableDataset) or not isinstance(data.sampler, SequentialSampler) \
+                or data.batch_sampler is None or data.drop_last:
+            raise TypeError("Sharding a DataLoader across ranks needs one over a map-style dataset in order "
+                            "(shuffle=False, no custom sampler, drop_last=False); pass its dataset instead.")
+        return DataLoader(Subset(data.dataset, range(start, stop)), batch_size=data.batch_size,
+                          collate_fn=data.collate_fn, num_workers=data.num_workers, pin_memory=data.pin_memory), y
+    if isinstance(data, Dataset):
+        return Subset(data, range(start, stop)), y
+    if isinstance(data, tuple) and len(data) == 2 and y is None:
+        return (data[0][start:stop], data[1][start:stop]), None
+    ys = None if y is None else y[start:stop]
+    if isinstance(data, Mapping):
+        return {k: v[start:stop] for k, v in data.items()}, ys
+    if isinstance(data, (Tensor, np.ndarray)):
+        return data[start:stop], ys
+    raise TypeError(f"Cannot shard a {type(data).__name__} by rows; pass an array, a tuple (X, y), a dict of arrays, "
+                    "a map-style Dataset or a DataLoader over one.")
+
+
 def _loader_size(loader: DataLoader) -> int | None:
     if isinstance(loader.dataset, IterableDataset):
         return None
@@ -438,12 +499,16 @@ def extract_features(
     progress: bool = False,
     forward: Forward | None = None,
     label_key: str | Sequence[str] = LABEL_KEYS,
+    out: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
 ) -> ExtractedFeatures:
     """Run the model over a data set and collect the head's input and output.
 
     The model runs in eval mode under ``torch.no_grad()`` (each submodule's train/eval flag is restored afterwards),
     batch by batch, and the results are written into preallocated float64 arrays, so peak memory is the features
-    themselves plus one batch.
+    themselves plus one batch. With ``out=PATH`` the features (and the logits, beside them at
+    :func:`logits_path`) are streamed batch by batch into memory-mapped ``.npy`` files instead: memory is one batch
+    plus the labels (8 bytes per sample), disk N·(D + K)·8 bytes, so features larger than memory can be extracted.
 
     Parameters
     ----------
@@ -468,11 +533,20 @@ def extract_features(
         output may be a tensor, a tuple, a dict or an object with ``.logits``.
     label_key : str or sequence of str, default=("labels", "label", "y")
         Key(s) of the labels in dict batches.
+    out : path, default=None
+        Write the features to this ``.npy`` file (float64, C order, readable with ``np.load(PATH, mmap_mode="r")``)
+        and the logits to :func:`logits_path` ``(PATH)``. Each is written under a temporary name in the same folder
+        and renamed into place only when the extraction succeeded, so a crash leaves no half-written file. Needs data
+        of known length (an array, a Dataset, a DataLoader of a map-style dataset); the disk space is checked first.
+    overwrite : bool, default=False
+        Replace existing files at ``out``; otherwise they are refused (a file nnboundary did not write is never
+        replaced unless asked).
 
     Returns
     -------
     ExtractedFeatures
-        ``features`` (N, D), ``labels`` (N,) int64 or None, ``logits`` (N, K), all numpy.
+        ``features`` (N, D), ``labels`` (N,) int64 or None, ``logits`` (N, K), all numpy; with ``out`` the features
+        and logits are read-only ``np.memmap`` views of the files.
 
     Raises
     ------
@@ -483,6 +557,8 @@ def extract_features(
         uint8 inputs the model cannot take, keys ``forward`` does not accept, an unreadable batch.
     DeviceUnavailableError
         ``device`` does not exist on this machine.
+    FileExistsError
+        ``out`` (or its logits file) exists and ``overwrite`` is False.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
@@ -492,6 +568,7 @@ def extract_features(
     batches, n_est = _to_loader(data, y, batch_size, label_keys)
     if n_est == 0:
         raise ValueError("The data set is empty (0 samples); pass at least one sample per class.")
+    files = _FeatureFiles(out, n_est, overwrite) if out is not None else None
     if progress:
         from tqdm.auto import tqdm
 
@@ -501,6 +578,18 @@ def extract_features(
             total = None if n_est is None else -(-n_est // batch_size)
         batches = tqdm(batches, total=total, desc="features", unit="batch")
     split = head if isinstance(head, SplitClassifier) else None
+    try:
+        return _extract(model, batches, split, head, n_est, files, dev, dtype, label_keys, forward)
+    except BaseException:
+        if files is not None:
+            files.discard()  # only the temporary files this call created
+        raise
+
+
+def _extract(model: nn.Module, batches: Iterable[Any], split: SplitClassifier | None, head: Any, n_est: int | None,
+             files: _FeatureFiles | None, dev: torch.device, dtype: torch.dtype, label_keys: tuple[str, ...],
+             forward: Forward | None) -> ExtractedFeatures:
+    """The batch loop of :func:`extract_features`: into growing arrays, or into the memory-mapped ``files``."""
     H = Z = Y = None
     has_labels = None
     with _eval_mode(model), torch.no_grad():
@@ -513,7 +602,8 @@ def extract_features(
             hb, zb = _forward_batch(split, b, forward)  # (B, D), (B, K)
             if H is None:
                 n0 = n_est if n_est is not None else 1024
-                H, Z = _Buffer(n0, hb.shape[1]), _Buffer(n0, zb.shape[1])
+                H, Z = (_Buffer(n0, hb.shape[1]), _Buffer(n0, zb.shape[1])) if files is None else \
+                    files.open(hb.shape[1], zb.shape[1])
                 Y = _Buffer(n0, 1)
                 has_labels = b.labels is not None
             if (b.labels is not None) != has_labels:
@@ -522,11 +612,14 @@ def extract_features(
             Z.add(zb)
             if b.labels is not None:
                 Y.add(_labels_block(b.labels, hb.shape[0]))
-    if H is None or H.n == 0:
+    if H is None or H.n == 0 or split is None:
         raise ValueError("The data set is empty (0 samples); pass at least one sample per class.")
+    labels = Y.result()[:, 0].astype(np.int64) if has_labels else None
+    if files is not None:
+        feats, logits = files.finish(H, Z, split.head_name)
+        return ExtractedFeatures(features=feats, labels=labels, logits=logits, head_name=split.head_name)
     feats = H.result()
     _check_finite(feats, split.head_name)
-    labels = Y.result()[:, 0].astype(np.int64) if has_labels else None
     return ExtractedFeatures(features=feats, labels=labels, logits=Z.result(), head_name=split.head_name)
 
 
@@ -548,6 +641,94 @@ class _Buffer:
 
     def result(self) -> np.ndarray:
         return self.a if self.n == self.a.shape[0] else self.a[: self.n].copy()
+
+
+def logits_path(features_file: str | os.PathLike[str]) -> Path:
+    """Where ``extract_features(out=PATH)`` writes the logits: ``PATH`` with ``.logits.npy`` for ``.npy``."""
+    p = Path(features_file)
+    stem = p.name.removesuffix(".npy")
+    return p.with_name(stem + ".logits.npy")
+
+
+class _MemmapBuffer:
+    """Rows appended into a preallocated memory-mapped ``.npy`` file (the same ``add`` as :class:`_Buffer`)."""
+
+    def __init__(self, path: Path, n: int, width: int) -> None:
+        self.path = path
+        self.a = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n, width))
+        self.n = 0
+
+    def add(self, block: np.ndarray) -> None:
+        m = block.shape[0]
+        if self.n + m > self.a.shape[0]:
+            raise ValueError(f"The data yielded more than the {self.a.shape[0]} samples its length announced; "
+                             "extract_features(out=...) needs data of exact length.")
+        self.a[self.n : self.n + m] = block
+        self.n += m
+
+
+class _FeatureFiles:
+    """The two files of ``extract_features(out=PATH)``: checked before any work, written under temporary names,
+    renamed into place at the end (removed if the extraction fails)."""
+
+    def __init__(self, out: str | os.PathLike[str], n: int | None, overwrite: bool) -> None:
+        if n is None:
+            raise ValueError("extract_features(out=...) needs data of known length (an array, a Dataset or a "
+                             "DataLoader of a map-style dataset), not an iterable of batches.")
+        self.final = [Path(out), logits_path(out)]
+        if self.final[0].suffix != ".npy":
+            raise ValueError(f"The features file {self.final[0]} must end in .npy (it is a NumPy array file).")
+        for p in self.final:
+            if p.exists() and not overwrite:
+                raise FileExistsError(f"{p} already exists; pass overwrite=True (the CLI's --force) to replace it, "
+                                      "or choose another features file.")
+            if p.is_dir():
+                raise FileExistsError(f"{p} is a folder; choose a file name for the features.")
+        self.final[0].parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = [p.with_name(f".{p.name}.tmp-{os.getpid()}") for p in self.final]
+        self.n = n
+        self.buffers: list[_MemmapBuffer] = []
+
+    def open(self, d: int, k: int) -> tuple[_MemmapBuffer, _MemmapBuffer]:
+        need = self.n * (d + k) * 8 + 4096
+        free = shutil.disk_usage(self.final[0].parent).free
+        if need > free:
+            raise OSError(28, f"Writing the features of {self.n} samples (D = {d}, K = {k}) needs {need / 2**30:.2f} "
+                              f"GiB of disk, {free / 2**30:.2f} GiB is free", str(self.final[0]))
+        self.buffers = [_MemmapBuffer(t, self.n, w) for t, w in zip(self.tmp, (d, k))]
+        return self.buffers[0], self.buffers[1]
+
+    def finish(self, H: _MemmapBuffer, Z: _MemmapBuffer, head_name: str) -> tuple[np.ndarray, np.ndarray]:
+        if H.n != self.n:
+            raise ValueError(f"The data yielded {H.n} samples but its length is {self.n}; extract_features(out=...) "
+                             "needs data of exact length.")
+        for i in range(0, H.n, _CHECK_ROWS):  # chunk by chunk: never the whole file in memory
+            _check_finite(np.asarray(H.a[i : i + _CHECK_ROWS]), head_name, offset=i)
+        for buf, final in zip((H, Z), self.final):
+            buf.a.flush()
+            del buf.a
+            os.replace(buf.path, final)
+        self.buffers = []
+        return tuple(np.load(p, mmap_mode="r") for p in self.final)  # type: ignore[return-value]
+
+    def discard(self) -> None:
+        """Remove the temporary files (only ours) after a failure."""
+        self.buffers = []
+        for t in self.tmp:
+            with _suppress_os_error():
+                t.unlink()
+
+
+@contextmanager
+def _suppress_os_error() -> Iterator[None]:
+    try:
+        yield
+    except OSError:
+        pass
+
+
+#: Rows per chunk when a features file is checked (64 MiB at D = 1024).
+_CHECK_ROWS = 8192
 
 
 def _labels_block(yb: Any, n: int) -> np.ndarray:
@@ -590,10 +771,10 @@ def _forward_batch(split: SplitClassifier, b: _Batch, forward: Forward | None) -
     return (h.detach().to("cpu", torch.float64).numpy(), z.detach().to("cpu", torch.float64).numpy())
 
 
-def _check_finite(H: np.ndarray, head_name: str) -> None:
+def _check_finite(H: np.ndarray, head_name: str, offset: int = 0) -> None:
     bad = ~np.isfinite(H).all(axis=1)
     if bad.any():
-        rows = np.flatnonzero(bad)
+        rows = np.flatnonzero(bad) + offset
         raise ValueError(
             f"Features (input of head {head_name!r}) contain NaN/inf in {rows.size} of {H.shape[0]} "
             f"rows (first: {rows[:5].tolist()}). Check the inputs for NaN and the model for "

@@ -27,6 +27,7 @@ Everything is float64 numpy; nothing here imports torch.
 from __future__ import annotations
 
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,8 @@ __all__ = [
     "ncc_predict",
     "neural_collapse",
     "fit_inverse_log",
+    "INVERSE_LOG_RULE",
+    "inverse_log_fit_holds",
 ]
 
 
@@ -680,14 +683,29 @@ def neural_collapse(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray |
 # ----------------------------------------------------------------------------- fit of the 1/log t rate
 
 
+#: When a fitted ``c / log t`` is taken to describe the data (:func:`inverse_log_fit_holds`): it explains at least
+#: 90 % of the variance (R² about the mean of the fitted points), on at least 5 points, whose clock (t, or 1/L for
+#: the loss clock) spans at least one decade. Fewer points or a shorter span cannot tell 1/log t from a straight
+#: line or a slow power law; below R² 0.9 the curve has some other shape (a plateau, an exponential, a bounce).
+INVERSE_LOG_RULE = {"min_r2": 0.9, "min_points": 5, "min_decades": 1.0}
+
+
 def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0, fraction: float = 0.5,
-                    min_points: int = 3) -> dict[str, float]:
-    """Least-squares ``c`` in ``value ≈ target + c / log(step)`` on the later points, and how well it fits.
+                    min_points: int = 3, loss: np.ndarray | None = None) -> dict[str, Any]:
+    """Least-squares ``c`` in ``value ≈ target + c / log(clock)`` on the later points, and how well it fits.
 
     Gradient descent on separable data turns the head toward the max-margin direction only like ``1 / log t``
-    (Soudry et al. 2018), so this is the reference drawn beside alignment curves. Only points with ``step > 1`` and a
-    finite value are used (``log 1 = 0``); of these, the ``ceil(fraction · n)`` with the largest steps enter the fit.
-    With ``u = 1 / log(step)``: ``c = Σ (value − target) u / Σ u²``.
+    (Soudry et al. 2018), so this is the reference drawn beside alignment curves. Two clocks:
+
+    * the step (``loss=None``): ``u = 1 / log(step)``, on the points with ``step > 1`` (``log 1 = 0``);
+    * the loss (``loss`` given, one value per step): ``u = 1 / log(1 / L)``, on the points with ``0 < L < 1``.
+      Under gradient descent ``L ~ 1/t`` once the data are fitted, so both clocks agree there; an optimizer with
+      a loss-based step size (``L`` falling much faster than ``1/t``) separates them, and the loss clock is the
+      one the margin theory runs on (Lyu & Li 2020).
+
+    Of the usable points (finite step, value and clock) the ``ceil(fraction · n)`` with the largest *steps* enter
+    the fit. With ``u`` as above: ``c = Σ (value − target) u / Σ u²`` (a line through the origin in u: the limit is
+    fixed at ``target``). O(T).
 
     Parameters
     ----------
@@ -697,13 +715,19 @@ def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0,
     fraction : float in (0, 1], default=0.5
     min_points : int, default=3
         Fewer usable points: no fit (``c`` is NaN).
+    loss : ndarray of shape (T,) or None, default=None
+        Fit against the loss clock ``1 / log(1/L)`` instead of ``1 / log t``.
 
     Returns
     -------
     fit : dict
         ``c``; ``r2`` (coefficient of determination of the fitted points about their mean; ≤ 1, 1 = exact, ≤ 0 =
-        no better than a constant); ``n_used``; ``step_min`` and ``step_max`` (the fitted range); ``target``.
-        NaN values when there are fewer than ``min_points`` usable points.
+        no better than a constant); ``rel_rms`` (root-mean-square residual over the mean ``|value − target|`` of
+        the fitted points); ``n_used``; ``step_min`` and ``step_max`` (the fitted step range); ``span_decades``
+        (``log10`` of the ratio of the largest to the smallest clock value used: steps, or ``1/L``); ``clock``
+        (``"step"`` or ``"loss"``); ``target``; with the loss clock also ``loss_min`` and ``loss_max``. NaN values
+        when there are fewer than ``min_points`` usable points. :func:`inverse_log_fit_holds` says whether to
+        believe it.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}.")
@@ -711,17 +735,54 @@ def fit_inverse_log(step: np.ndarray, value: np.ndarray, *, target: float = 0.0,
     a = np.asarray(value, dtype=np.float64).ravel()
     if t.shape != a.shape:
         raise ValueError(f"step and value must have the same length, got {t.shape} and {a.shape}.")
-    ok = (t > 1) & np.isfinite(t) & np.isfinite(a)
+    clock = "step" if loss is None else "loss"
+    if loss is None:
+        x = t  # (T,) the clock, log x > 0 wanted
+        ok = (t > 1) & np.isfinite(t) & np.isfinite(a)
+    else:
+        L = np.asarray(loss, dtype=np.float64).ravel()
+        if L.shape != t.shape:
+            raise ValueError(f"loss must have one value per step, got {L.shape} for {t.shape} steps.")
+        ok = np.isfinite(t) & np.isfinite(a) & np.isfinite(L) & (L > 0) & (L < 1)
+        x = np.where(ok, L, 0.5)  # log(1/x) below; 0.5 only fills the unused slots
     nan = float("nan")
     n_ok = int(ok.sum())
     k = int(np.ceil(fraction * n_ok))
+    out: dict[str, Any] = {"c": nan, "r2": nan, "rel_rms": nan, "n_used": k, "step_min": nan, "step_max": nan,
+                           "span_decades": nan, "clock": clock, "target": float(target)}
+    if loss is not None:
+        out.update(loss_min=nan, loss_max=nan)
     if k < min_points:
-        return {"c": nan, "r2": nan, "n_used": k, "step_min": nan, "step_max": nan, "target": float(target)}
+        return out
     order = np.argsort(t[ok], kind="stable")
-    t, a = t[ok][order][-k:], a[ok][order][-k:] - target  # (k,) each, the latest points
-    u = 1.0 / np.log(t)
+    t, a, x = t[ok][order][-k:], a[ok][order][-k:] - target, x[ok][order][-k:]  # (k,) each, the latest points
+    logx = np.log(x) if loss is None else -np.log(x)  # log t, or log(1/L) (no overflow of 1/L)
+    u = 1.0 / logx
     c = float(a @ u / (u @ u))
-    ss_res, ss_tot = float(np.sum((a - c * u) ** 2)), float(np.sum((a - a.mean()) ** 2))
+    res = a - c * u
+    ss_res, ss_tot = float(res @ res), float(np.sum((a - a.mean()) ** 2))
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else nan)
-    return {"c": c, "r2": float(r2), "n_used": k, "step_min": float(t[0]), "step_max": float(t[-1]),
-            "target": float(target)}
+    scale = float(np.mean(np.abs(a)))
+    out.update(c=c, r2=float(r2), rel_rms=float(np.sqrt(ss_res / k) / scale) if scale > 0 else nan,
+               step_min=float(t.min()), step_max=float(t.max()),
+               span_decades=float((logx.max() - logx.min()) / np.log(10)) if loss is not None
+               else float(np.log10(t.max() / t.min())))
+    if loss is not None:
+        out.update(loss_min=float(x.min()), loss_max=float(x.max()))
+    return out
+
+
+def inverse_log_fit_holds(fit: dict[str, Any] | None, rule: dict[str, float] | None = None) -> bool:
+    """Does a :func:`fit_inverse_log` result describe its data? The rule is :data:`INVERSE_LOG_RULE`.
+
+    True iff ``c`` is finite, ``r2 >= min_r2``, ``n_used >= min_points`` and ``span_decades >= min_decades``
+    (``rule`` overrides any of the three). A missing fit (None) or NaN numbers: False.
+    """
+    if not fit:
+        return False
+    r = {**INVERSE_LOG_RULE, **(rule or {})}
+    c, r2, span = (float(fit.get(k, np.nan)) if fit.get(k) is not None else np.nan
+                   for k in ("c", "r2", "span_decades"))
+    n = fit.get("n_used") or 0
+    return bool(np.isfinite(c) and np.isfinite(r2) and r2 >= r["min_r2"] and n >= r["min_points"]
+                and np.isfinite(span) and span >= r["min_decades"])

@@ -328,9 +328,9 @@ def _scaled_lr(lr: float, optimizer: str, H: np.ndarray, rule: str) -> float:
 
 def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, X: Any = None,
                optimizer: str, lr: float, steps: int, batch_size: int | None, seed: int,
-               reinit: str = "original", input: str = "features", device: str | torch.device = "cpu",
+               reinit: str | None = "original", input: str = "features", device: str | torch.device = "cpu",
                optimizer_kwargs: dict[str, Any] | None = None, progress: bool = False,
-               dtype: str = "float32") -> dict[str, Any]:
+               dtype: Any = "float32", callbacks: Any = ()) -> dict[str, Any]:
     """Re-initialise ``model.head`` (in a copy) and train only it on the frozen feature map.
 
     Parameters
@@ -346,15 +346,17 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
         Head-only training (a fresh optimizer; :func:`nnboundary.train.fit`).
     seed : int
         Seeds the re-initialisation and the minibatch order.
-    reinit : {"original", "torch"}, default="original"
-        See :func:`reinit_head_`.
+    reinit : {"original", "torch"} or None, default="original"
+        See :func:`reinit_head_`; None continues from the head as it is (no re-initialisation).
     input : {"features", "model"}, default="features"
         Train a copy of the head on ``H``, or a copy of the whole model on ``X`` with
         ``train_only_head=True`` (the feature map in eval mode: no BatchNorm updates).
     device : str or torch.device, default="cpu"
     dtype : {"float32", "float64"}, default="float32"
-        Precision of the head's training (``input="features"`` only: ``H`` and the head copy are cast); float64
-        lets the loss-based step size go on far below float32's smallest losses.
+        Training precision (:class:`nnboundary.train.TrainConfig`); the features are cast to it. float64
+        (``input="features"`` only) lets the loss-based step size go on far below float32's smallest losses.
+    callbacks : sequence of TrainCallback, default=()
+        Passed to :func:`nnboundary.train.fit` (they see the head, or the whole copy for ``input="model"``).
 
     Returns
     -------
@@ -366,20 +368,20 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     work = copy.deepcopy(model)
     before = feature_map_state(work)
     common = dict(optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, seed=seed, device=device,
-                  progress=progress, optimizer_kwargs=optimizer_kwargs)
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}.")
+                  progress=progress, optimizer_kwargs=optimizer_kwargs, dtype=dtype, callbacks=callbacks)
     if input == "features":
         if H is None:
             raise ValueError("input='features' needs the frozen features H of shape (N, D).")
-        head = reinit_head_(work.head, reinit, seed)
-        result = fit(head, torch.from_numpy(np.ascontiguousarray(H, dtype=np.dtype(dtype))), y, dtype=dtype, **common)
-    elif input == "model" and dtype != "float32":
+        head = work.head if reinit is None else reinit_head_(work.head, reinit, seed)
+        result = fit(head, torch.from_numpy(np.ascontiguousarray(H, dtype=np.float32 if dtype == "float32"
+                                                                 else np.float64)), y, **common)
+    elif input == "model" and str(dtype).replace("torch.", "") != "float32":
         raise ValueError("input='model' trains in the network's float32; dtype='float64' needs input='features'.")
     elif input == "model":
         if X is None:
             raise ValueError("input='model' needs the training inputs X.")
-        result = fit(work, X, y, train_only_head=True, reinit_head=lambda h: reinit_head_(h, reinit, seed), **common)
+        result = fit(work, X, y, train_only_head=True,
+                     reinit_head=False if reinit is None else (lambda h: reinit_head_(h, reinit, seed)), **common)
         head = work.head
     else:
         raise ValueError(f"input must be 'features' or 'model', got {input!r}.")

@@ -84,7 +84,7 @@ logger = logging.getLogger(__name__)
 QUICK_LABEL = "quick (CPU, reduced)"
 _DATA_KEYS = {"name", "classes", "subsample", "test_subsample", "normalize"}
 _TRAIN_KEYS = {"optimizer", "lr", "batch_size", "steps", "epochs", "loss", "optimizer_kwargs", "loss_kwargs",
-               "drop_last"}
+               "drop_last", "target_loss"}
 _PROFILE_KEYS = {"label", "data", "model", "train", "init_retries", "analysis", "notes"}
 
 
@@ -105,30 +105,50 @@ _FIGURES = ("nn_vs_svm", "nn_vs_svm_regularized")
 _PAPER_DENSENET = {"depth": 40, "growth_rate": 12, "final_pool": 4}
 _QUICK_DENSENET = {"depth": 10, "growth_rate": 6, "final_pool": None}
 _QUICK_TRAIN = {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "epochs": 30, "loss": "cross_entropy"}
+#: The converge profile's training (mnist01-resnet, mnist012-densenet): the quick network and images, full batch,
+#: Adam 3e-3 until the CE is 0.5, then the loss-based step (nnboundary.train.LossBasedGD), stop at CE <= 1e-12 or
+#: after CONVERGE_IMAGE_STEPS updates (reported as stop_reason "budget"). float32: the float64 logit-gap CE
+#: resolves 1e-12 from float32 logits (gap ~28), and the features are extracted in float32 as in the other
+#: profiles. Full batch keeps the loss-based line search exact (BatchNorm then sees the whole training set in
+#: every forward pass), on CONVERGE_IMAGE_N training images: measured, one full-batch step of the quick ResNet on
+#: 1000 images takes 12 s on one loaded CPU core (60 s for 5 steps), so 1000 images would allow only ~50 steps
+#: in 10 minutes. Measured on 300 images (mnist01-resnet, seed 0, one thread, shared 2-core machine): 150 steps
+#: took 408 s of training (2.7 s/step) and ended at CE 9.7e-12, just above the target, with 100 % training
+#: accuracy and 0.25 deg to the SVM; the budget is therefore 200 steps (~9 min at that rate; not measured).
+CONVERGE_IMAGE_STEPS = 200
+CONVERGE_IMAGE_N = 300
+_CONVERGE_TRAIN = {"optimizer": "loss_based", "lr": 0.1, "batch_size": None, "steps": CONVERGE_IMAGE_STEPS,
+                   "loss": "cross_entropy", "target_loss": 1e-12,
+                   "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 3e-3, "switch_loss": 0.5, "momentum": 0.98}}
+_CONVERGE_LABEL = "converge (quick network and images, full batch, loss-based step; stop at CE <= 1e-12 or budget)"
 
 
 def _settings(p: Profile, *, data: str, classes: list[int] | None = None, normalize: str = "unit",
               subsample: tuple[int, int, int], model: str = "densenet", model_kwargs: dict[str, Any] | None = None,
               train: dict[str, Any], quick_train: dict[str, Any] = _QUICK_TRAIN,
-              notes: tuple[str, str]) -> dict[str, Any]:
+              converge_train: dict[str, Any] | None = None, notes: tuple[str, str]) -> dict[str, Any]:
     """An image experiment's settings, from what is its own and what every image experiment shares.
 
     Its own: the data set, ``classes`` (None: all) and normalisation; ``subsample`` = (quick training images,
     smoke training images, smoke test images), paper uses every image; the model (``model_kwargs`` None: the
     DenseNet of each profile); the paper's ``train`` section and the quick one; the (paper, quick) ``notes``.
     Shared: the profile's label, the smoke training, 10 initialisation retries, the analysis options.
+    ``converge_train``: the converge profile's training (None: no converge profile; asking for one is an error).
     """
     quick_n, smoke_n, smoke_test_n = subsample
     label = p.pick(paper="paper (original optimizer, lr, batch and updates; GPU-sized)", quick=QUICK_LABEL,
-                   smoke="smoke (seconds; tests only)")
+                   smoke="smoke (seconds; tests only)",
+                   converge=QUICK_LABEL if converge_train is None else _CONVERGE_LABEL)
     data_section = {"name": data, **({} if classes is None else {"classes": classes}),
                     **p.pick(paper={}, quick={"subsample": quick_n},
-                             smoke={"subsample": smoke_n, "test_subsample": smoke_test_n}),
+                             smoke={"subsample": smoke_n, "test_subsample": smoke_test_n},
+                             converge={"subsample": quick_n if converge_train is None else CONVERGE_IMAGE_N}),
                     "normalize": normalize}
     if model_kwargs is None:
         model_kwargs = p.pick(paper=_PAPER_DENSENET, quick=_QUICK_DENSENET, smoke=_SMOKE_DENSENET)
     return {"label": label, "data": data_section, "model": {"name": model, "kwargs": model_kwargs},
-            "train": p.pick(paper=train, quick=quick_train, smoke=_SMOKE_TRAIN), "init_retries": 10,
+            "train": p.pick(paper=train, quick=quick_train, smoke=_SMOKE_TRAIN,
+                            converge=quick_train if converge_train is None else converge_train), "init_retries": 10,
             "analysis": p.pick(paper=_ANALYSIS, quick=_ANALYSIS, smoke=_SMOKE_ANALYSIS),
             **p.pick(paper={"notes": notes[0]}, quick={"notes": notes[1]}, smoke={})}
 
@@ -145,6 +165,7 @@ def _mnist01_resnet(p: Profile) -> dict[str, Any]:
                             quick={"width": 16, "stages": [[8, 32, 1], [16, 64, 1]], "fc_width": 64},
                             smoke=_SMOKE_RESNET),
         train={"optimizer": "adam", "lr": 1e-4, "batch_size": 870, "steps": 26_000, "loss": "cross_entropy"},
+        converge_train=_CONVERGE_TRAIN,
         notes=("Adam 1e-4, 2000 of the original's 13-step 'epochs' (26 000 updates) of ≈870 filtered images; the "
                "original then continued (2700–2900 epochs in the shipped checkpoints).",
                "1000 training images (balanced), the full 0/1 test set; ResNet with 2 stages of one bottleneck "
@@ -160,6 +181,7 @@ def _mnist012_densenet(p: Profile) -> dict[str, Any]:
     return _settings(
         p, data="mnist", classes=[0, 1, 2], subsample=(1000, 96, 60),
         train={"optimizer": "momentum", "lr": 1e-3, "batch_size": 316, "steps": 53_000, "loss": "cross_entropy"},
+        converge_train=_CONVERGE_TRAIN,
         notes=("1000 of the original's 53-step epochs of ≈316 filtered images (B=1024 from all of MNIST); 4×4 "
                "VALID final pool as in the original (448 features).",
                "1000 training images; DenseNet depth 10, growth 6, global pool; Adam 3e-3, batch 32, 30 epochs."))
@@ -255,6 +277,9 @@ def validate_train_section(train: Any, where: str = "train") -> None:
         raise ExperimentConfigError(f"{where} needs exactly one of 'steps' and 'epochs'.")
     for key in ("steps", "epochs", "batch_size"):
         _positive_int_or_none(train.get(key), f"{where}.{key}")
+    target = train.get("target_loss")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or target < 0):
+        raise ExperimentConfigError(f"{where}.target_loss must be None or a number >= 0, got {target!r}.")
 
 
 def validate_image_config(cfg: dict[str, Any]) -> None:
@@ -612,7 +637,8 @@ def _summary(cfg: dict[str, Any], ds: ImageDataset, build: dict[str, Any], resul
     n_seen = _images_seen(result.steps - result.start_step, len(ds.y_train), cfg["train"].get("batch_size"))
     train = {**{k: getattr(result, k) for k in ("final_loss", "final_accuracy", "steps", "wall_time_s")},
              "images_per_s": n_seen / result.wall_time_s if result.wall_time_s > 0 else float("nan"),
-             "settings": result.settings}
+             "stop_reason": result.stop_reason, "steps_run": result.steps, "budget_steps": result.budget_steps,
+             "target_loss": cfg["train"].get("target_loss"), "settings": result.settings}
     out = {"experiment": cfg["experiment"], "profile": cfg["profile"], "label": cfg["label"], "title": cfg["title"],
            "seed": seed, "device": str(device), "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
            "classes": list(ds.classes), "model": build, "train": train,
@@ -675,7 +701,20 @@ def image_report(summary: dict[str, Any]) -> str:
             f"**Transformed space:** {s['dead_units_note']}{_collapse_note(s)}"
             + ("" if s["analysis"] else " With every unit dead there is nothing to compare: the SVM analysis "
                "and the figures were skipped.")
-            + f"\n\n{figs}\n")
+            + _stop_note(s["train"]) + f"\n\n{figs}\n")
+
+
+def _stop_note(train: dict[str, Any]) -> str:
+    """The converge profile's line on why training stopped (empty without a target loss)."""
+    if train.get("target_loss") is None:
+        return ""
+    if train.get("stop_reason") == "target_loss":
+        return (f"\n\nReached the target training loss {train['target_loss']:g} after {train['steps_run']} of "
+                f"{train['budget_steps']} budget steps.")
+    why = "step budget" if train.get("stop_reason") == "budget" else "wall-clock cap (not reproducible)"
+    return (f"\n\n**Target loss NOT reached**: stopped by its {why} after {train['steps_run']} of "
+            f"{train['budget_steps']} steps at training loss {train['final_loss']:.3e} "
+            f"(target {train['target_loss']:g}).")
 
 
 # ------------------------------------------------------------------------------------------------

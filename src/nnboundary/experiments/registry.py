@@ -14,6 +14,9 @@ Profiles
 ``quick``  CPU, about a minute or less on 2 cores: hidden width 200 (or 100), 1-2k points, 1-3k
            full-batch steps with a larger learning rate. The report marks these runs as quick.
 ``smoke``  seconds, for the test suite: tiny widths, tens of points, tens of steps.
+``converge`` train to the limit the theory speaks of: the quick config, then :func:`converge_rule` in one
+           place (full batch, float64, loss-based step size after an Adam warm-up, a deterministic step
+           budget, stop at CE <= 1e-12). An entry changes a number for it with ``p.pick(..., converge=...)``.
 
 A *study* (activations, optimizers, losses, architectures) is one entry with ``variants``: each
 :class:`Variant` overrides a few fields of the base config, and the run reports a comparison table.
@@ -48,6 +51,10 @@ __all__ = [
     "experiment_kind",
     "get_experiment",
     "get_kind",
+    "converge_rule",
+    "CONVERGE_TARGET_LOSS",
+    "CONVERGE_STEPS",
+    "CONVERGE_HEAD_STEPS",
     "list_experiments",
     "register_experiment",
     "register_kind",
@@ -55,7 +62,7 @@ __all__ = [
 ]
 
 #: Profile names, cheapest first.
-PROFILES: tuple[str, ...] = ("smoke", "quick", "paper")
+PROFILES: tuple[str, ...] = ("smoke", "quick", "paper", "converge")
 
 #: Figure kinds a config may ask for (see :mod:`nnboundary.experiments.runner`).
 PLOTS: tuple[str, ...] = ("training_data", "input_space", "transformed", "alignment", "snapshots",
@@ -108,6 +115,11 @@ class ExperimentConfig:
         None = full batch; else seeded, cycled minibatches.
     seed : int
         Seeds the data, the split, the initialisation and the minibatch order.
+    target_loss : float or None
+        Stop once the full-batch training loss is at most this (``steps`` is then the budget); None: run
+        all ``steps``. See :class:`nnboundary.train.TrainConfig`.
+    max_wall_s : float or None
+        Optional wall-clock cap of the training (reported; not reproducible). None in every profile.
     dtype : {"float32", "float64"}
     svm_multiclass : tuple of str
         SVMs to compare with: the first is the main one; K > 2 may add ``"ovr"`` next to
@@ -125,6 +137,10 @@ class ExperimentConfig:
     snapshot_space : {"input", "transformed"}
     grid_resolution : int
         Grid points per axis for the figures and the grid agreement.
+    head_continuation_steps : int
+        After training, continue training the head alone on the frozen final features for this many steps
+        (:func:`nnboundary.experiments.convergence.continue_head`: loss-based step size, float64, full batch) and
+        report how fast it approaches their SVM (``head_alone`` in the summary). 0 = off.
     variants : tuple of Variant
         Empty for a single run; otherwise one run per variant, compared in one table.
     paper_ref, claim, notes : str
@@ -148,6 +164,8 @@ class ExperimentConfig:
     steps: int = 1000
     batch_size: int | None = None
     seed: int = 0
+    target_loss: float | None = None
+    max_wall_s: float | None = None
     dtype: str = "float32"
     svm_multiclass: tuple[str, ...] = ("crammer_singer",)
     soft_C: float = 1.0
@@ -157,6 +175,7 @@ class ExperimentConfig:
     snapshots: tuple[int, ...] = ()
     snapshot_space: str = "input"
     grid_resolution: int = 200
+    head_continuation_steps: int = 0
     variants: tuple[Variant, ...] = ()
     paper_ref: str = ""
     claim: str = ""
@@ -245,6 +264,15 @@ class ExperimentConfig:
         if self.n_samples is not None:
             _positive_int(self.n_samples, "n_samples")
         _positive_int(self.grid_resolution, "grid_resolution")
+        for name in ("target_loss", "max_wall_s"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                          and value >= 0):
+                raise ValueError(f"{name} must be None or a number >= 0, got {value!r}.")
+        if isinstance(self.head_continuation_steps, bool) or not isinstance(self.head_continuation_steps, int) \
+                or self.head_continuation_steps < 0:
+            raise ValueError("head_continuation_steps must be a non-negative int (0 = no head-alone continuation), "
+                             f"got {self.head_continuation_steps!r}.")
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}.")
         if not 0.0 < float(self.test_fraction) < 1.0:
@@ -326,7 +354,7 @@ def _merge_overrides(first: Mapping[str, Any], second: Mapping[str, Any]) -> dic
 
 
 # ---------------------------------------------------------------------------------------------- registry
-_AS_QUICK = object()  # Profile.pick's default for smoke: the quick value
+_AS_QUICK = object()  # Profile.pick's default for smoke and converge: the quick value
 
 
 @dataclass(frozen=True)
@@ -335,13 +363,57 @@ class Profile:
 
     name: str
 
-    def pick(self, *, paper: Any, quick: Any, smoke: Any = _AS_QUICK) -> Any:
-        """The value for this profile; ``smoke`` defaults to ``quick`` when not given (``smoke=None`` is None)."""
+    def pick(self, *, paper: Any, quick: Any, smoke: Any = _AS_QUICK, converge: Any = _AS_QUICK) -> Any:
+        """The value for this profile; ``smoke`` and ``converge`` default to ``quick`` when not given
+        (``smoke=None`` is None). A simulated experiment's converge config is then finished by
+        :func:`converge_rule`, which leaves alone every field an entry set with ``converge=``."""
         if self.name == "paper":
             return paper
         if self.name == "quick":
             return quick
+        if self.name == "converge":
+            return quick if converge is _AS_QUICK else converge
         return quick if smoke is _AS_QUICK else smoke
+
+
+#: The converge profile's stop: training CE at most this (float64 resolves it; see nnboundary.train.losses).
+CONVERGE_TARGET_LOSS = 1e-12
+#: The converge profile's deterministic step budget per run (a study: per variant). Measured on 2 CPU cores
+#: (shared): the quick 2-unit nets do 100-300 loss-based steps/s, so the budget is about 1-4 min per run.
+CONVERGE_STEPS = 20_000
+#: Head-alone steps on the frozen final features after a converge run (:mod:`nnboundary.experiments.convergence`):
+#: the second diagnostic of a remaining gap, the head's own implicit bias on fixed features.
+CONVERGE_HEAD_STEPS = 2_000
+
+
+def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> ExperimentConfig:
+    """The converge profile of a simulated experiment, in one place.
+
+    Starting from ``converge`` (the entry's config for the converge profile, i.e. its quick config unless it
+    used ``p.pick(..., converge=...)``), every field below that still equals the ``quick`` config's gets the
+    rule's value; a field the entry changed for converge keeps the entry's value:
+
+    ``batch_size=None`` (full batch), ``dtype="float64"``, ``optimizer="loss_based"`` with ``lr=0.1`` (the
+    initial ``alpha``) and ``optimizer_kwargs={"warmup": "adam", "warmup_lr": <quick Adam lr, else 1e-3>,
+    "switch_loss": 0.5, "momentum": 0.98}`` (see :class:`nnboundary.train.LossBasedGD` for why the warm-up
+    and the momentum; ``up`` keeps its default 1.1),
+    ``steps=CONVERGE_STEPS`` (the budget), ``target_loss=CONVERGE_TARGET_LOSS``, ``track="log"``,
+    ``head_continuation_steps=CONVERGE_HEAD_STEPS``.
+    Variants keep their own overrides (the optimizer study still compares its optimizers, now to the limit).
+    """
+    warmup_lr = quick.lr if quick.optimizer == "adam" else 1e-3
+    rule: dict[str, Any] = {
+        "batch_size": None, "dtype": "float64", "optimizer": "loss_based", "lr": 0.1,
+        "optimizer_kwargs": {"warmup": "adam", "warmup_lr": warmup_lr, "switch_loss": 0.5, "momentum": 0.98},
+        "steps": CONVERGE_STEPS, "target_loss": CONVERGE_TARGET_LOSS, "track": "log",
+        "head_continuation_steps": CONVERGE_HEAD_STEPS,
+    }
+    keep = {k: v for k, v in rule.items() if getattr(converge, k) == getattr(quick, k)}
+    if "optimizer" not in keep:          # the entry chose its own optimizer: its kwargs and lr are its own too
+        keep = {k: v for k, v in keep.items() if k not in ("optimizer_kwargs", "lr")}
+    cfg = dataclasses.replace(converge, **keep)
+    snapshots = tuple(s for s in cfg.snapshots if s <= cfg.steps)
+    return dataclasses.replace(cfg, snapshots=snapshots)
 
 
 @dataclass(frozen=True)
@@ -421,7 +493,8 @@ def get_experiment(name: str, profile: str = "quick", *, kind: str | None = None
     ----------
     name : str
         A registered name (see :func:`list_experiments`).
-    profile : {"smoke", "quick", "paper"}, default="quick"
+    profile : {"smoke", "quick", "paper", "converge"}, default="quick"
+        A kind that has no converge settings raises ``ValueError`` saying so.
     kind : str or None, default=None
         The kind ``name`` must be (``"image"``, ...); None accepts any.
     **overrides
@@ -444,6 +517,8 @@ def get_experiment(name: str, profile: str = "quick", *, kind: str | None = None
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}; choose one of {', '.join(PROFILES)}.")
     cfg = entry.fn(Profile(profile))
+    if entry.kind == "simulated" and profile == "converge":
+        cfg = converge_rule(entry.fn(Profile("quick")), cfg)
     cfg = dataclasses.replace(cfg, name=name, profile=profile, title=cfg.title or entry.summary)
     if entry.kind != "simulated":
         return cfg.with_overrides(**overrides)
@@ -538,7 +613,12 @@ def register_settings(kind: str, name: str, title: str, **meta: Any) -> Callable
 def _kind_config(kind: str, name: str, title: str, meta: Mapping[str, Any], fn: _SettingsFn,
                  p: Profile) -> KindConfig:
     spec = get_kind(kind)
-    settings = copy.deepcopy({**fn(p), spec.name_key: name, "profile": p.name, "title": title, **meta})
+    raw = fn(p)
+    if p.name == "converge" and raw == fn(Profile("quick")):
+        raise ValueError(f"{name} ({kind} experiment) has no converge settings: its converge profile would be its "
+                         "quick one. Run it with --profile quick, or give it converge values with "
+                         "p.pick(..., converge=...).")
+    settings = copy.deepcopy({**raw, spec.name_key: name, "profile": p.name, "title": title, **meta})
     spec.validate(settings)
     return KindConfig(kind, settings, title=title)
 

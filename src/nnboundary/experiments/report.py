@@ -240,6 +240,13 @@ def _profile_banner(profile: str, differences: Sequence[str]) -> list[str]:
     if profile == "paper":
         return ["**Profile: paper** (the original's settings).", ""]
     what = "QUICK" if profile == "quick" else profile.upper()
+    if profile == "converge":
+        out = ["> **Profile: CONVERGE** — the quick networks and data trained full batch in float64 with the "
+               "loss-based step size until the training loss reaches the target or the step budget is used "
+               "(see stop_reason below)."]
+        if differences:
+            out.append("> Differs from the paper profile in: " + "; ".join(differences) + ".")
+        return [*out, ""]
     out = [f"> **Profile: {what}** — reduced settings for a CPU run in about a minute; these are *not* the "
            "paper's runs, and a claim about converged training may not be testable at this length."]
     if differences:
@@ -260,6 +267,15 @@ def _status_notes(summaries: Mapping[str, Mapping[str, Any]]) -> list[str]:
         elif st == "not fitted":
             out.append(f"- **{label}: not converged** — the features are separable but the NN misclassifies training "
                        f"points (accuracy {format_value('accuracy', s.get('accuracy'))}).")
+        if s.get("target_loss") is not None and s.get("stop_reason") != "target_loss":
+            out.append(f"- **{label}: target loss NOT reached** — stopped by its "
+                       f"{'step budget' if s.get('stop_reason') == 'budget' else 'wall-clock cap (not reproducible)'}"
+                       f" after {s.get('steps_run')} of {s.get('budget_steps')} steps at training loss "
+                       f"{format_value('loss', s.get('final_loss'))} (target {s.get('target_loss'):g}).")
+        elif s.get("stop_reason") == "target_loss":
+            out.append(f"- {label}: reached the target loss {s.get('target_loss'):g} after {s.get('steps_run')} of "
+                       f"{s.get('budget_steps')} budget steps (final training loss "
+                       f"{format_value('loss', s.get('final_loss'))}).")
         if s.get("dead_units"):
             out.append(f"- {label}: {s['dead_units']} dead unit(s) in the transformed space.")
     return [*out, ""] if out else []

@@ -6,7 +6,9 @@ Layout of ``run_experiment("blobs", "quick", "runs/blobs-quick")``::
         config.json      the resolved ExperimentConfig and the run settings (device, seed, versions)
         data.npz         X, y, X_test, y_test  (``nnboundary analyze model.pt --data data.npz`` works)
         metrics.jsonl    one line per AlignmentTracker evaluation (log-spaced steps, 0 and the last)
-        summary.json     the final numbers of every variant
+        summary.json     the final numbers of every variant (with ``diagnostics``, ``rates`` and, if asked,
+                         ``head_alone``: see :func:`nnboundary.analysis.claim_verdict`)
+        head_alone.json  the head-alone continuation's curve (``head_continuation_steps`` > 0)
         report.md        the numbers and the figures side by side
         figures/*.png
         model.pt         the trained network's state_dict (no pickle), model.json how to rebuild it
@@ -383,12 +385,14 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
                 optimizer=cfg.optimizer, optimizer_kwargs=cfg.optimizer_kwargs or None, lr=cfg.lr, steps=cfg.steps,
                 batch_size=cfg.batch_size, seed=cfg.seed, device=device, dtype=cfg.dtype, callbacks=callbacks,
                 checkpoint_dir=vdir / "ckpt", checkpoint_schedule=max(1, cfg.steps // 10), keep_checkpoints=1,
-                resume=resume, progress=progress, on_nonfinite="warn")
+                resume=resume, progress=progress, on_nonfinite="warn", target_loss=cfg.target_loss,
+                max_wall_s=cfg.max_wall_s)
     records = _rewrite_metrics(vdir / "metrics.jsonl", tracker.records, tracker.errors)
 
     base = {"variant": label, "steps": train.steps, "train_objective": cfg.loss, "train_loss": train.final_loss,
             "train_accuracy": train.final_accuracy, "steps_per_second": train.steps_per_second,
-            "train_wall_time_s": round(train.wall_time_s, 2), "optimizer": cfg.optimizer, "lr": cfg.lr}
+            "train_wall_time_s": round(train.wall_time_s, 2), "optimizer": cfg.optimizer, "lr": cfg.lr,
+            **_stop_facts(train, cfg)}
     errors: list[str] = []
     view, _ = analysis_view(model)
     analyses: dict[str, Any] = {}
@@ -406,6 +410,10 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
         base.update(_input_numbers(model, input_svm, data, cfg))
     rows = _rows(label, base, analyses, cfg.svm_multiclass, errors)
     main = analyses.get(main_mc)
+    conv = _convergence(cfg, main, records, vdir, device, progress, errors)
+    rows[next(iter(rows))].update(conv)  # the main SVM's row; the features' movement holds for every row
+    for row in list(rows.values())[1:]:
+        row["diagnostics"] = conv["diagnostics"]
     if main is not None:
         main.save(vdir / "analysis", overwrite=True)
         if "sv_vs_loss" in cfg.plots:
@@ -420,6 +428,47 @@ def _run_variant(label: str, cfg: ExperimentConfig, data: RunData, vdir: Path, r
     _write_json(done_path, done)
     shutil.rmtree(vdir / "ckpt", ignore_errors=True)
     return json.loads(done_path.read_text())
+
+
+def _stop_facts(train: Any, cfg: ExperimentConfig) -> dict[str, Any]:
+    """Why training stopped: ``stop_reason`` (budget / target_loss / wall_clock), ``final_loss`` (the whole
+    training set's loss at the end), ``steps_run``, ``budget_steps`` and the ``target_loss`` asked for."""
+    return {"stop_reason": train.stop_reason, "final_loss": train.final_loss, "steps_run": train.steps,
+            "budget_steps": train.budget_steps, "target_loss": cfg.target_loss}
+
+
+def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]], vdir: Path, device: str,
+                 progress: bool, errors: list[str]) -> dict[str, Any]:
+    """The two reasons for a gap and the rates: ``diagnostics`` (the last tracked movement of the SVM direction
+    and of the features), ``rates`` (angle ≈ c / log t and c / log(1/L) over the tracked steps) and, when
+    ``cfg.head_continuation_steps`` > 0, ``head_alone`` (the head trained alone on the frozen final features; its
+    whole curve goes to ``vdir/head_alone.json``)."""
+    from nnboundary.tracking import alignment_rates
+
+    out: dict[str, Any] = {"diagnostics": _last_movement(records), "rates": alignment_rates(records)}
+    if cfg.head_continuation_steps > 0 and main is not None:
+        from nnboundary.experiments.convergence import continue_head
+
+        try:
+            ha = continue_head(main.features, main.labels, main.nn_coef, main.nn_intercept, main.svm.coef_,
+                               steps=cfg.head_continuation_steps, seed=cfg.seed, device=device, progress=progress)
+            _write_json(vdir / "head_alone.json", ha)
+            out["head_alone"] = {k: v for k, v in ha.items() if k != "curve"}
+        except Exception as err:  # noqa: BLE001 - a diagnostic, not the result: recorded, the run goes on
+            logger.warning("Head-alone continuation failed: %s", err)
+            errors.append(f"head_alone: {type(err).__name__}: {err}")
+    return out
+
+
+def _last_movement(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last tracked row's ``svm_step_angle_deg`` (of the main SVM, named in ``svm``) and ``feature_change``,
+    with the step pair they span."""
+    rows = [r for r in records if "step" in r and "error" not in r]
+    if len(rows) < 2:
+        return {}
+    last = rows[-1]
+    return {"step": int(last["step"]), "previous_step": int(rows[-2]["step"]), "svm": last.get("svm_multiclass"),
+            "svm_step_angle_deg": last.get("svm_step_angle_deg"), "feature_change": last.get("feature_change")}
 
 
 def _rows(label: str, base: dict[str, Any], analyses: dict[str, Any], multiclass: Sequence[str],

@@ -4,7 +4,9 @@ Soudry et al. show that on separable data gradient descent on the logistic/cross
 direction toward the max-margin solution only like ``1 / log(t)``. Each panel with a known limit (angle → 0, margin
 ratio → 1, bias offset → 0) carries the reference ``limit + c / log t`` fitted by
 :func:`nnboundary.metrics.fit_inverse_log` to the later half of the separable points, drawn over the fitted step
-range only and only when it fits (R² ≥ :data:`MIN_R2`); the legend reports c, R² and the step range either way.
+range only and only where the fit holds (:func:`nnboundary.metrics.inverse_log_fit_holds`: R² ≥ 0.9 on ≥ 5 points
+spanning ≥ 1 decade of steps, :data:`nnboundary.metrics.INVERSE_LOG_RULE`); the legend reports c, R², the number of
+points and the step range either way.
 
 Figure conventions: the step axis is logarithmic from step 1; step 0 (the initialisation) is drawn in a narrow panel
 of its own at the left; evaluations whose features were not separable (``separable`` is False: the SVM was a
@@ -21,13 +23,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from nnboundary.metrics import fit_inverse_log
+from nnboundary.metrics import INVERSE_LOG_RULE, fit_inverse_log, inverse_log_fit_holds
 from nnboundary.plot._grid import new_figure, save_figure
 
 __all__ = ["MIN_R2", "alignment_figure", "fit_inverse_log", "plot_alignment_curves"]
 
-#: The c/log t reference is drawn only when its fit explains at least this share of the variance.
-MIN_R2 = 0.5
+#: The c/log t reference is drawn only when its fit explains at least this share of the variance (and the other
+#: conditions of :data:`nnboundary.metrics.INVERSE_LOG_RULE` hold).
+MIN_R2 = INVERSE_LOG_RULE["min_r2"]
 
 _LABELS = {
     "angle_deg": ("angle NN vs SVM (deg)", 0.0),
@@ -201,16 +204,16 @@ def plot_alignment_curves(curves: Any, path: str | os.PathLike, *,
 
 
 def _draw_inverse_log_fit(ax: Any, step: np.ndarray, value: np.ndarray, target: float, fraction: float) -> dict:
-    """``target + c / log t`` over the fitted step range if R² >= MIN_R2; the legend reports the fit either way."""
+    """``target + c / log t`` over the fitted step range where the fit holds; the legend reports it either way."""
     fit = fit_inverse_log(step, value, target=target, fraction=fraction)
     if not np.isfinite(fit["c"]):
         return fit
-    where = f"steps {fit['step_min']:.0f}–{fit['step_max']:.0f}"
+    where = f"{fit['n_used']} points, steps {fit['step_min']:.0f}–{fit['step_max']:.0f}"
     base = f"{target:g} + c/log t" if target else "c/log t"
-    if np.isfinite(fit["r2"]) and fit["r2"] >= MIN_R2:
+    if inverse_log_fit_holds(fit):
         t = np.geomspace(fit["step_min"], fit["step_max"], 100)  # (100,)
         ax.plot(t, target + fit["c"] / np.log(t), color="tab:red", linestyle="--", linewidth=1.2,
                 label=f"fit {base}: c = {fit['c']:.3g}, R² = {fit['r2']:.2f} ({where})")
     else:
-        ax.plot([], [], " ", label=f"{base} does not fit: R² = {fit['r2']:.2f} ({where}), not drawn")
+        ax.plot([], [], " ", label=f"{base} does not hold: R² = {fit['r2']:.2f} ({where}), not drawn")
     return fit

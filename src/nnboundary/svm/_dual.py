@@ -44,7 +44,7 @@ class RestrictedDual:
     def __init__(self, problem: MarginProblem, units: np.ndarray):
         self.K = problem.n_blocks
         self.samples, self.us = np.unique(problem.unit_samples(units), return_inverse=True)
-        self.Hs = problem.H[self.samples]
+        self.Hs = problem.rows(self.samples)
         self.p, self.m_s = len(units), len(self.samples)
         y = problem.y[self.samples[self.us]]
         if self.K == 1:

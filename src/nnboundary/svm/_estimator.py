@@ -10,6 +10,7 @@ from numbers import Integral, Real
 from typing import NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -18,11 +19,14 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nnboundary.svm._backend import DeviceFeatures, is_device_array, to_host
 from nnboundary.svm._memory import FALLBACK_BYTES, check_memory
+from nnboundary.svm._normalise import augmented, fit_normalisation
 from nnboundary.svm._problem import MarginProblem
 from nnboundary.svm._qp import QPSolverError
+from nnboundary.svm._reducer import check_reducer
 from nnboundary.svm._separability import is_separable, lp_bytes
+from nnboundary.svm._shards import FeatureShards, chunk_rows
 from nnboundary.svm._threads import one_thread
-from nnboundary.svm._working_set import dual_coefficients, solve_working_set
+from nnboundary.svm._working_set import dual_coefficients, seed_rows, solve_working_set
 
 
 def _as_indices(init_support) -> np.ndarray:
@@ -44,66 +48,76 @@ _C_LARGE = 1e8   # from here on (solver units), a soft margin is tried as a hard
 _C_LIMIT = 1e15  # larger C is solved as this one (a soft margin whose multipliers exceed it is numerically hard)
 
 
-class _Normalisation(NamedTuple):
-    """``H = reflect((X̂ − shift) / scale)``; ``reflector`` is the unit vector v of the Householder reflection
-    I − 2vvᵀ (None: none), which is exact for the bias settings whose problem is invariant to rotations."""
-
-    shift: np.ndarray
-    scale: float
-    reflector: np.ndarray | None
-
-    def reflect(self, A: np.ndarray) -> np.ndarray:
-        """A (·, d̂) times the reflection (its own inverse): maps solver-space W rows back, and features forth."""
-        if self.reflector is None:
-            return A
-        return A - 2.0 * np.outer(A @ self.reflector, self.reflector)
-
-
-def _normalised(X: np.ndarray, bias: str) -> tuple[np.ndarray, _Normalisation]:
-    """Features the QP solvers can use, and the transformation that made them (undone in ``_store``).
-
-    X̂ is X with a constant column for ``bias="regularized"``. A free bias absorbs any translation: the features
-    are centred at their coordinate-wise median (a tiny cloud far from the origin, as at the start of training, is
-    otherwise badly conditioned; the median is not dragged away by one enormous outlier as the mean is). With no
-    free bias they cannot be centred, but the problem is invariant to rotations: a Householder reflection turns the
-    cloud's mean direction onto the first axis, so that the solvers' diagonal equilibration separates the common
-    direction from the small spread around it. Then the features are divided by the median of the non-zero row
-    norms, after an exact power-of-two rescaling so that features of size 1e±150 or subnormal ones neither
-    overflow nor underflow.
-    """
-    H = np.c_[X, np.ones(len(X))] if bias == "regularized" else X
-    shift = np.median(H, axis=0) if bias == "free" else np.zeros(H.shape[1])
-    H = H - shift  # the one copy of the features a fit makes; the rest is in place
-    peak = float(max(H.max(initial=0.0), -H.min(initial=0.0)))
-    if peak == 0.0 or not np.isfinite(peak):
-        return H, _Normalisation(shift, 1.0, None)
-    coarse = float(np.ldexp(1.0, int(np.frexp(peak)[1])))  # a power of two: dividing by it is exact
-    H /= coarse
-    norms = np.sqrt(np.einsum("ij,ij->i", H, H))
-    fine = float(np.median(norms[norms > 0])) if (norms > 0).any() else 1.0
-    H /= fine
-    reflector = None
-    if bias != "free" and H.shape[1] > 1:
-        mean = H.mean(0)
-        size = float(np.linalg.norm(mean))
-        if size > 0:
-            v = mean / size
-            v[0] += 1.0 if v[0] >= 0 else -1.0  # reflect the mean onto ∓e₀ (the sign that avoids cancellation)
-            reflector = v / np.linalg.norm(v)
-    norm = _Normalisation(shift, coarse * fine, reflector)
-    if reflector is not None:
-        H -= 2.0 * np.outer(H @ reflector, reflector)
-    return H, norm
+def _check_fit_memory(n_local: int, n_features: int, per: int, streamed: bool, seed_n: int, seed_copy: bool,
+                      qp_bytes: float, rows_per_chunk: int) -> None:
+    """Refuse a fit whose fixed allocations cannot fit, before any of them: this rank's normalised copy of the
+    features (in memory) or one chunk of them (streamed), one chunk's margin tables, the seed's rows with
+    liblinear's copy (16 bytes an entry, plus 8 when they are a gathered subsample) and the smallest restricted QP."""
+    chunk = rows_per_chunk * _chunk_row_bytes(n_features, per, streamed)
+    features = 0.0 if streamed else 8.0 * 2 * n_local * n_features
+    seed = (24.0 if seed_copy else 16.0) * seed_n * (n_features + 1)
+    needed = chunk + features + seed + qp_bytes
+    what = (f"A max-margin fit on {n_local} points × {n_features} features"
+            + (" (streamed in chunks)" if streamed else ""))
+    check_memory(needed, what, "Pass fewer points (a class-balanced subset), reduce the feature width (e.g. PCA), "
+                 "pass the features as a memory-mapped array (np.load(..., mmap_mode='r')), or use a machine with "
+                 "more memory.")
 
 
-def _check_fit_memory(problem: MarginProblem) -> None:
-    """Refuse a fit whose fixed allocations cannot fit: margin tables of all units (a few copies of n × K),
-    liblinear's copy of the features for the warm start (16 bytes per entry) and the scaled feature copy."""
-    n, d, per = problem.n_samples, problem.n_features, problem.units_per_sample
-    needed = 8.0 * (4 * n * per + 2 * n * d) + 16.0 * n * (d + 1)
-    check_memory(needed, f"A max-margin fit on {n} points × {d} features with {problem.n_blocks} blocks",
-                 "Pass fewer points (a class-balanced subset), reduce the feature width (e.g. PCA), or use a "
-                 "machine with more memory.")
+def _chunk_row_bytes(n_features: int, per: int, streamed: bool) -> float:
+    """Bytes one row of a chunk takes in a pass: its tables (scores, margins, violations and their selection, about
+    6 values per unit) and, streamed, its raw and normalised feature rows."""
+    return 8.0 * (6 * per + (3 * n_features if streamed else 0))
+
+
+def _smallest_qp_bytes(n_vars: int, n_units: int, n_features: int) -> float:
+    """Memory of the cheaper method on ``n_units`` units (see ``_qp.restricted_costs``)."""
+    primal = 8.0 * (3 * n_vars * n_vars + n_units * n_features)
+    dual = 8.0 * (6 * n_units * n_units + n_units * n_features)
+    return min(primal, dual)
+
+
+def _is_streamed(X) -> bool:
+    """Features to read chunk by chunk: a memory map, or an ndarray-like that is not an in-memory array."""
+    if isinstance(X, np.memmap):
+        return True
+    if isinstance(X, (np.ndarray, list, tuple)) or is_device_array(X) or sp.issparse(X):
+        return False
+    return all(hasattr(X, name) for name in ("shape", "dtype", "__getitem__")) and len(X.shape) == 2
+
+
+class _Rows(NamedTuple):
+    """Where this rank's rows lie among all rows: global rows offset..offset+len(X) of n_total."""
+
+    offset: int
+    n_total: int
+    reducer: object
+    streamed: bool
+
+
+def _global_rows(X, y, reducer) -> tuple[int, int, np.ndarray]:
+    """(offset of this rank's rows, number of all rows, the labels of all rows) — one allgather when sharded
+    (labels are n small values; the features stay where they are)."""
+    if reducer.world_size == 1:
+        return 0, X.shape[0], np.asarray(y)
+    shards = reducer.allgather((int(X.shape[0]), int(X.shape[1]), np.asarray(y)))
+    widths = {width for _, width, _ in shards}
+    if len(widths) != 1:
+        raise ValueError(f"The ranks' shards have different feature widths {sorted(widths)}; every rank must pass "
+                         "features of the same layer.")
+    sizes = [n for n, _, _ in shards]
+    return int(sum(sizes[:reducer.rank])), int(sum(sizes)), np.concatenate([labels for _, _, labels in shards])
+
+
+def _stacked(betas: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The per-fit (samples, β) side by side on the union of their samples: (m,), (m, Σ blocks)."""
+    samples = functools.reduce(np.union1d, [s for s, _ in betas])
+    out = np.zeros((len(samples), sum(beta.shape[1] for _, beta in betas)))
+    col = 0
+    for s, beta in betas:
+        out[np.searchsorted(samples, s), col:col + beta.shape[1]] = beta
+        col += beta.shape[1]
+    return samples.astype(np.int64), out
 
 
 class NotSeparableError(ValueError):
@@ -144,13 +158,28 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    Cost. Each working-set round is one pass over all n points (O(n·K·d) flops, O(n·K) memory for the margin
-    table) plus one exact restricted QP, solved by the cheaper of a primal interior-point method (a normal matrix of
-    size K·(d+1): O((K·d)³) per iteration) and a dual one on the p units of the working set (the Gram matrix of
-    its points: O(p³ + m_s²·d) per iteration, O(p²) memory), so a CIFAR-100 head (K·d = 51,200) costs what its few
-    thousand active (point, rival) pairs cost. The first working set comes from liblinear's dual coordinate descent
-    at a loose tolerance (O(n·K·d) per pass). Memory is estimated before each large allocation and an
-    :class:`~nnboundary.svm.InsufficientMemoryError` says how much is needed instead of a raw ``MemoryError``.
+    Cost. Each working-set round is one pass over all n points (O(n·K·d) flops, in chunks of rows whose tables
+    take at most 64 MiB, so never the whole (n, K) margin table of a large problem) plus one exact restricted QP,
+    solved by the cheaper of a primal interior-point method (a normal matrix of size K·(d+1): O((K·d)³) per
+    iteration) and a dual one on the p units of the working set (the Gram matrix of its points: O(p³ + m_s²·d) per
+    iteration, O(p²) memory), so a CIFAR-100 head (K·d = 51,200) costs what its few thousand active (point, rival)
+    pairs cost. The first working set comes from liblinear's dual coordinate descent at a loose tolerance
+    (O(n·K·d) per pass), on all rows, or on a deterministic subsample of them when n·(d+1)·24 bytes exceed 5 GiB (the
+    certificate still checks every point: a poorer seed only costs rounds). Memory is estimated before each large
+    allocation and an :class:`~nnboundary.svm.InsufficientMemoryError` says how much is needed instead of a raw
+    ``MemoryError``.
+
+    Features larger than memory. ``X`` may be an ``np.memmap`` (``np.load(path, mmap_mode="r")``) or another
+    ndarray-like that is not an in-memory array: it is never read whole, nor copied; every pass reads it chunk by
+    chunk and normalises each chunk, and the restricted QPs read only their working set's rows. The normalisation
+    statistics (median, norm scale, mean direction) come from a deterministic subsample of the rows (all of them
+    up to 2²⁸ bytes of features), the peak from all rows.
+
+    Several processes. ``fit(X_shard, y_shard, reducer=...)`` on every rank (see ``fit``): each rank scores its
+    own rows, the small summaries of each pass are all-gathered, the working set's rows are gathered from their
+    owners, and the restricted QP is solved on rank 0 and sent to every rank. The subsamples, the seed and the
+    choice of candidate units are by global index, so the fit equals the one-process fit on the concatenated rows
+    (to rounding).
 
     Attributes
     ----------
@@ -206,55 +235,108 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.progress = progress
 
-    def fit(self, X, y, init_support=None):
+    def fit(self, X, y, init_support=None, reducer=None):
         """Solve the max-margin problem on (X, y).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,), any hashable labels, at least two classes.
+            In memory (NumPy, an accelerator's array), or an ``np.memmap`` / ndarray-like read chunk by chunk (see
+            the class notes). With a ``reducer`` of several ranks: this rank's contiguous shard of the rows (the global order is the
+            shards concatenated in rank order; a shard may be empty).
+        y : array-like of shape (n_samples,), any hashable labels, at least two classes (over all shards).
         init_support : array-like of int, optional
-            Training-point indices to put in the first working set (warm start, e.g. the previous support set).
+            Training-point indices (global ones when sharded) to put in the first working set (warm start, e.g.
+            the previous support set).
+        reducer : object or None
+            None: one process. Otherwise an object with ``rank``, ``world_size`` and ``allgather(obj) -> list``
+            (see ``nnboundary.svm.LocalReducer``; ``nnboundary.distributed.TorchReducer`` under torchrun). Every
+            rank calls ``fit`` with its shard and ends with the same fitted estimator, equal to a one-process fit
+            on the concatenated shards (``support_`` holds global indices).
         """
         self._validate_params()
+        reducer = check_reducer(reducer)
         like = X if is_device_array(X) else None  # an accelerator's array: the passes over all points run there
         if like is not None:
-            X, y = to_host(X), (to_host(y) if is_device_array(y) else y)
-        X, y = validate_data(self, X, y, dtype=np.float64, order="C")
+            X = to_host(X)
+        if is_device_array(y):
+            y = to_host(y)
+        streamed = _is_streamed(X)
+        if streamed:
+            X, y = self._validate_streamed(X, y)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float64, order="C",
+                                 **({"ensure_min_samples": 0} if reducer.world_size > 1 else {}))
+        offset, n_total, y = _global_rows(X, y, reducer)
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"MaxMarginClassifier needs samples of at least 2 classes; got 1 class "
                              f"({self.classes_[0]!r}). Pass data with two or more labels.")
         init = None if init_support is None else _as_indices(init_support)
-        if init is not None and len(init) and (init.min() < 0 or init.max() >= len(X)):
-            raise ValueError(f"init_support must hold indices of training points (0..{len(X) - 1}); got values "
+        if init is not None and len(init) and (init.min() < 0 or init.max() >= n_total):
+            raise ValueError(f"init_support must hold indices of training points (0..{n_total - 1}); got values "
                              f"from {init.min()} to {init.max()}. Pass the support_ of a fit on the same rows.")
         # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
         # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
         with one_thread():
-            fits = self._fit_all(X, y_idx, init, like)
-        self._store(X, fits)
+            fits = self._fit_all(X, y_idx, init, like, _Rows(offset, n_total, reducer, streamed))
+        self._store(fits)
         return self
 
-    def _fit_all(self, X, y_idx, init, like=None):
+    def _validate_streamed(self, X, y):
+        """The checks ``validate_data`` makes, without reading X whole (its values are checked chunk by chunk)."""
+        if len(X.shape) != 2 or np.dtype(X.dtype).kind not in "fiu":
+            raise ValueError(f"X must be a 2-D array of numbers; got shape {X.shape} and dtype {X.dtype}.")
+        y = np.asarray(y).ravel()
+        if len(y) != X.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {len(y)} labels; pass one label per row.")
+        self.n_features_in_ = int(X.shape[1])
+        return X, y
+
+    def _fit_all(self, X, y_idx, init, like, where):
         """One (result, transform) per QP: the binary problem, K one-vs-rest problems, or Crammer–Singer; the
-        features are normalised once (and put on the accelerator once, if they came from one)."""
-        H, norm = _normalised(X, self.bias)
-        device = None if like is None else DeviceFeatures(H, like)
-        solve = functools.partial(self._solve, H, norm, device=device, init=init, n_points=len(X))
-        if len(self.classes_) == 2:
+        features are normalised once (and put on the accelerator once, if they came from one).
+
+        ``X``: this rank's rows (in memory, or streamed chunk by chunk); ``where``: their place among all rows.
+        The memory a fit needs is checked before anything is allocated.
+        """
+        augment = self.bias == "regularized"
+        d_hat = X.shape[1] + int(augment)
+        K = len(self.classes_)
+        n_blocks = K if K > 2 and self.multiclass == "crammer_singer" else 1
+        per = n_blocks  # units per sample: 1 (binary, OvR) or K (Crammer–Singer)
+        n_vars = n_blocks * d_hat + (n_blocks if self.bias == "free" else 0)
+        n_valid = where.n_total * (per - 1 if per > 1 else 1)
+        seed_size = max(min(2 * n_vars, 6000), 50)
+        rows = chunk_rows(_chunk_row_bytes(d_hat, per, where.streamed))
+        seed_n = min(where.n_total, seed_rows(d_hat))
+        _check_fit_memory(len(X), d_hat, per, where.streamed, seed_n,
+                          where.streamed or where.reducer.world_size > 1 or seed_n < where.n_total,
+                          _smallest_qp_bytes(n_vars, min(n_valid, min(seed_size // 4, 500) + K), d_hat),
+                          min(rows, max(len(X), 1)))
+        shards = functools.partial(FeatureShards, offset=where.offset, n_total=where.n_total,
+                                   reducer=where.reducer, rows_per_chunk=rows, n_features=d_hat)
+        raw = shards(X, transform=functools.partial(augmented, augment=augment))
+        norm, H = fit_normalisation(raw, self.bias, materialise=not where.streamed)
+        if H is None:
+            source = shards(X, transform=norm.apply)
+        else:
+            source = shards(H, device=None if like is None else DeviceFeatures(H, like))
+        whole = H if where.reducer.world_size == 1 else None
+        solve = functools.partial(self._solve, source, whole, norm, init=init, n_points=where.n_total)
+        if K == 2:
             return [solve(np.where(y_idx == 1, 1.0, -1.0), n_blocks=1, what="the two classes")]
         if self.multiclass == "ovr":
             return [solve(np.where(y_idx == k, 1.0, -1.0), n_blocks=1, what=f"class {c!r} against the rest")
                     for k, c in enumerate(self.classes_)]
-        return [solve(y_idx, n_blocks=len(self.classes_), what="the classes (Crammer–Singer)")]
+        return [solve(y_idx, n_blocks=K, what="the classes (Crammer–Singer)")]
 
-    def _solve(self, H, norm, y, *, n_blocks, init, what, device, n_points):
+    def _solve(self, source, H, norm, y, *, n_blocks, init, what, n_points):
         scale = norm.scale
-        problem = MarginProblem(H, y, n_blocks, free_bias=self.bias == "free", device=device)
-        n_vars = n_blocks * H.shape[1] + problem.n_bias
-        _check_fit_memory(problem)
+        device = source.device if H is not None else None
+        problem = MarginProblem(H, y, n_blocks, free_bias=self.bias == "free", device=device, source=source)
+        n_vars = n_blocks * problem.n_features + problem.n_bias
         # ½‖W‖² scales by scale² in the solver's units; beyond _C_LIMIT a soft margin is numerically a hard one
         C = None if self.C is None else min(float(self.C) * scale * scale, _C_LIMIT)
         solve = functools.partial(solve_working_set, problem, tol=self.tol, max_rounds=self.max_rounds,
@@ -303,7 +385,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                 result = solve(C=None)
         except QPSolverError:
             return None
-        if result.infeasible or not result.converged or result.alpha.sum(1).max() > C:
+        if result.infeasible or not result.converged or result.largest_sample_alpha(problem) > C:
             return None
         return result
 
@@ -329,36 +411,36 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
 
     # -- learned attributes -------------------------------------------------------------------------------------
     @np.errstate(over="ignore", under="ignore")
-    def _store(self, X, fits):
+    def _store(self, fits):
         coefs, intercepts, betas, margins, violations, gaps, rounds = [], [], [], [], [], [], []
         for result, (problem, norm) in fits:
             W = norm.reflect(result.W) / norm.scale
             b = result.b - W @ norm.shift  # undo the centring: w·(h − shift) + b' = w·h + (b' − w·shift)
             if problem.n_blocks > 1 and problem.free_bias:
                 b -= b.mean()  # Crammer–Singer scores are shift-invariant: report Σₖ bₖ = 0
-            beta = dual_coefficients(problem, result.alpha) / norm.scale / norm.scale  # (n, n_blocks), original units
+            samples, beta = dual_coefficients(problem, result.units, result.alpha)  # (m_s,), (m_s, n_blocks)
+            betas.append((samples, beta / norm.scale / norm.scale))  # original units
             if self.bias == "regularized":
                 W, b = W[:, :-1], W[:, -1].copy()
             coefs.append(W)
             intercepts.append(b)
-            betas.append(beta)
-            g = problem.margins(result.W, result.b)
-            g = np.where(problem.valid_units(), g, np.inf)
             size = float(np.linalg.norm(W))  # 0 only for a soft margin whose best W is 0 (e.g. constant features)
-            margins.append(float(g.min()) / size if size > 0 else 0.0)
+            margins.append(result.min_margin / size if size > 0 else 0.0)  # functional margins: the same in H
             violations.append(result.max_violation)
             gaps.append((result.primal - result.dual) / norm.scale / norm.scale)
             rounds.append(result.rounds)
+        scale = fits[0][1][1].scale
         self.coef_ = np.vstack(coefs)
         self.intercept_ = np.concatenate(intercepts)
         if not (np.isfinite(self.coef_).all() and np.isfinite(self.intercept_).all()):
             raise ValueError("The max-margin solution of these features overflows float64 (features of size "
-                             f"{np.abs(X).max():.1e} need weights of about their inverse). Rescale the features, "
+                             f"about {scale:.1e} need weights of about their inverse). Rescale the features, "
                              "e.g. X / np.abs(X).max(), and divide coef_ by the same factor.")
-        beta = np.hstack(betas)  # (n, 1) binary, (n, K) CS or OvR
-        active = np.abs(beta).max(1)
-        self.support_ = np.flatnonzero(active > 1e-7 * max(active.max(), np.finfo(float).tiny))
-        self.dual_coef_ = beta[self.support_].T if len(self.classes_) == 2 else beta[self.support_]
+        samples, beta = _stacked(betas)  # (m,), (m, 1) binary, (m, K) CS or OvR
+        active = np.abs(beta).max(1, initial=0.0)
+        keep = active > 1e-7 * max(active.max(initial=0.0), np.finfo(float).tiny)
+        self.support_ = samples[keep]
+        self.dual_coef_ = beta[keep].T if len(self.classes_) == 2 else beta[keep]
         self.margin_ = float(min(margins))
         self.max_violation_ = float(max(violations))
         self.duality_gap_ = float(sum(gaps))

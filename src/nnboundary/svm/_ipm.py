@@ -48,7 +48,7 @@ class RestrictedQP:
     def __init__(self, problem: MarginProblem, units: np.ndarray):
         self.K = problem.n_blocks
         self.samples, self.us = np.unique(problem.unit_samples(units), return_inverse=True)
-        H = problem.H[self.samples]
+        H = problem.rows(self.samples)
         self.free_bias = problem.free_bias
         self.Hs = np.c_[H, np.ones(len(H))] if problem.free_bias else np.ascontiguousarray(H)
         self.m, self.m_s, self.dh = len(units), len(self.samples), self.Hs.shape[1]

@@ -30,31 +30,41 @@ class MarginProblem:
 
     Attributes
     ----------
-    H : ndarray of shape (n_samples, n_features)
-        Features (already including a constant column when the bias is "regularized").
+    H : ndarray of shape (n_samples, n_features), or None
+        Features (already including a constant column when the bias is "regularized"), when they are in memory
+        whole; None when ``source`` streams or shards them.
     y : ndarray of shape (n_samples,)
-        Binary: signs in {−1, +1}. Crammer–Singer: class indices in 0..K−1.
+        Binary: signs in {−1, +1}. Crammer–Singer: class indices in 0..K−1. Always all n labels (small), also
+        when the features are sharded.
     n_blocks : int
         1 for the binary problem, K for Crammer–Singer.
     free_bias : bool
         Whether an unpenalised bias per block is a variable of the problem.
     device : DeviceFeatures or None
-        The same H on an accelerator (see ``_backend``): the passes over all points then run there.
+        The same H on an accelerator (see ``_backend``): the Gram blocks then run there.
+    source : FeatureShards, GatheredRows or None
+        Where H's rows come from (see ``_shards``); None: ``H`` itself, in one chunk.
     """
 
-    H: np.ndarray
+    H: np.ndarray | None
     y: np.ndarray
     n_blocks: int
     free_bias: bool
     device: object = None
+    source: object = None
+
+    def __post_init__(self):
+        if self.source is None:
+            from nnboundary.svm._shards import FeatureShards
+            object.__setattr__(self, "source", FeatureShards(self.H, device=self.device))
 
     @property
     def n_samples(self) -> int:
-        return self.H.shape[0]
+        return self.source.n_total
 
     @property
     def n_features(self) -> int:
-        return self.H.shape[1]
+        return self.source.n_features
 
     @property
     def units_per_sample(self) -> int:
@@ -64,8 +74,38 @@ class MarginProblem:
     def n_bias(self) -> int:
         return self.n_blocks if self.free_bias else 0
 
+    @property
+    def n_valid_units(self) -> int:
+        """Number of constraint units: n (binary) or n·(K − 1) (Crammer–Singer)."""
+        return self.n_samples * (1 if self.n_blocks == 1 else self.n_blocks - 1)
+
+    def rows(self, samples: np.ndarray) -> np.ndarray:
+        """H's rows at sorted, distinct sample indices, shape (len(samples), d) (a collective when sharded)."""
+        return self.H[samples] if self.H is not None else self.source.rows(samples)
+
+    def restricted(self, samples: np.ndarray) -> MarginProblem:
+        """The same problem, reading only the rows of ``samples`` (sorted, distinct), gathered once: what a
+        restricted QP on those samples' units needs, without collectives. Itself when H is in memory."""
+        if self.H is not None:
+            return self
+        from nnboundary.svm._shards import GatheredRows
+        rows = GatheredRows(samples, self.source.rows(samples), self.n_samples)
+        device = None if self.source.sharded else self.device
+        return MarginProblem(None, self.y, self.n_blocks, self.free_bias, device=device, source=rows)
+
+    def margins_from_scores(self, scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Margins (rows, units_per_sample) of samples with labels ``y`` (rows,) from their scores (rows, n_blocks):
+        binary yᵢ·sᵢ; Crammer–Singer score gaps with ``+inf`` in the true-class column (not a unit)."""
+        if self.n_blocks == 1:
+            return y[:, None] * scores
+        rows = np.arange(len(y))
+        gaps = scores[rows, y][:, None] - scores
+        gaps[rows, y] = np.inf
+        return gaps
+
     def margins(self, W: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Functional margins of every unit.
+        """Functional margins of every unit — the whole (n, units_per_sample) table, for small problems and tests
+        (the solver's passes go chunk by chunk, see ``_scan``).
 
         Parameters
         ----------
@@ -77,13 +117,9 @@ class MarginProblem:
         ndarray of shape (n_samples, units_per_sample)
             Binary: yᵢ(w·hᵢ + b). Crammer–Singer: score gaps, ``+inf`` in the true-class column (not a unit).
         """
-        scores = self.H @ W.T + b if self.device is None else self.device.scores(W, b)  # (n, n_blocks)
-        if self.n_blocks == 1:
-            return self.y[:, None] * scores
-        rows = np.arange(self.n_samples)
-        gaps = scores[rows, self.y][:, None] - scores
-        gaps[rows, self.y] = np.inf
-        return gaps
+        H = self.H if self.H is not None else self.rows(np.arange(self.n_samples))
+        scores = H @ W.T + b if self.device is None else self.device.scores(W, b)  # (n, n_blocks)
+        return self.margins_from_scores(scores, self.y)
 
     def valid_units(self) -> np.ndarray:
         """Boolean mask of shape (n_samples, units_per_sample): False for the true-class column of CS."""
@@ -92,8 +128,14 @@ class MarginProblem:
             mask[np.arange(self.n_samples), self.y] = False
         return mask
 
+    def valid(self, units: np.ndarray) -> np.ndarray:
+        """Whether each unit id is a constraint (False for the true-class column of CS), shape (len(units),)."""
+        if self.n_blocks == 1:
+            return np.ones(len(units), dtype=bool)
+        return units % self.units_per_sample != self.y[units // self.units_per_sample]
+
     def unit_rows(self, units: np.ndarray) -> sp.csr_matrix:
-        """Coefficients of gᵤ in the variables [vec(W) (n_blocks·d), b (n_bias)] for the given units.
+        """Coefficients of gᵤ in the variables [vec(W) (n_blocks·d), b (n_bias)] for the given (sorted) units.
 
         Returns
         -------
@@ -101,7 +143,8 @@ class MarginProblem:
         """
         d, m = self.n_features, len(units)
         samples = units // self.units_per_sample
-        Hs = self.H[samples]  # (m, d)
+        distinct, where = np.unique(samples, return_inverse=True)
+        Hs = self.rows(distinct)[where]  # (m, d)
         cols_d = np.arange(d)
         if self.n_blocks == 1:
             signs = self.y[samples].astype(float)

@@ -17,7 +17,7 @@ from nnboundary.svm._problem import MarginProblem
 def lp_bytes(problem: MarginProblem, units: np.ndarray | None = None) -> float:
     """Memory the LP of :func:`is_separable` needs: its sparse rows (two blocks of d entries per Crammer–Singer
     unit) in scipy's and HiGHS's copies."""
-    n_units = int(problem.valid_units().sum()) if units is None else len(units)
+    n_units = problem.n_valid_units if units is None else len(units)
     per_row = problem.n_features * (1 if problem.n_blocks == 1 else 2) + 2
     return 3 * 16.0 * n_units * per_row
 

@@ -47,6 +47,9 @@ def liblinear_solution(problem: MarginProblem, C: float | None = None, tol: floa
     K = problem.n_blocks
     multi = "crammer_singer" if K > 1 else "ovr"
     labels = problem.y if K > 1 else (problem.y > 0).astype(np.int64)
+    present = np.unique(labels)
+    if len(present) < 2:  # a subsample with one class only (see ``_working_set.seed_problem``): no direction
+        return np.zeros((K, problem.n_features)), np.zeros(K)
     svc = LinearSVC(C=1e4 if C is None else min(float(C), 1e8), loss="hinge", dual=True, tol=tol,
                     multi_class=multi, fit_intercept=problem.free_bias, intercept_scaling=1.0,
                     max_iter=max_iter, random_state=0)
@@ -55,8 +58,13 @@ def liblinear_solution(problem: MarginProblem, C: float | None = None, tol: floa
         svc.fit(problem.H, labels)
     W = np.atleast_2d(svc.coef_)
     b = np.atleast_1d(svc.intercept_).astype(float) if problem.free_bias else np.zeros(K)
-    if K > 1 and W.shape[0] != K:  # a class absent from the labels cannot happen here (validated upstream)
-        raise ValueError(f"approximate solution has {W.shape[0]} rows for {K} classes")
+    if K > 1 and W.shape[0] != K:  # classes absent from a subsample: their rows stay 0
+        full_W, full_b = np.zeros((K, W.shape[1])), np.zeros(K)
+        if len(present) == 2:  # liblinear reports w₁ − w₀ (and b₁ − b₀) for two classes
+            full_W[present], full_b[present] = np.stack([-W[0], W[0]]) / 2, np.r_[-b[0], b[0]] / 2
+        else:
+            full_W[present], full_b[present] = W, b
+        W, b = full_W, full_b
     return W, b
 
 

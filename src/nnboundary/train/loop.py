@@ -175,6 +175,14 @@ class TrainResult:
     checkpoints : list of str
         Checkpoint files written by this call.
     final_on : {"train_set", "last_batch"}
+    stop_reason : {"budget", "target_loss", "wall_clock"}
+        Why the run stopped: it used its ``steps`` budget, its training loss reached ``target_loss``, or it ran
+        past ``max_wall_s`` (the last one depends on the machine's speed: not reproducible).
+    budget_steps : int
+        The step budget (``TrainConfig.steps``, or ``epochs`` times the steps per epoch); ``steps`` is the
+        last update actually made (``< budget_steps`` after an early stop).
+    stop_loss : float or None
+        The training loss that triggered the ``target_loss`` stop (None otherwise).
     """
 
     final_loss: float
@@ -186,6 +194,9 @@ class TrainResult:
     start_step: int = 0
     checkpoints: list[str] = field(default_factory=list)
     final_on: str = "train_set"
+    stop_reason: str = "budget"
+    budget_steps: int = 0
+    stop_loss: float | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -517,6 +528,15 @@ class TrainConfig:
         ``{"momentum": 0.99}``).
     on_nonfinite : {"raise", "warn"}, default="raise"
         What to do when a logged loss is NaN or infinite (checked on logged steps only).
+    target_loss : float or None, default=None
+        Stop early once the full training set's loss is at most this (``stop_reason="target_loss"``); ``steps``
+        stays the deterministic budget. Full batch: the loss of update ``t``'s batch (all samples, before the
+        update) is checked on every step, and the run ends after update ``t``, so the final loss is at most the
+        target for a method whose loss does not rise (checking costs one device sync per step). Minibatches: the
+        whole training set is evaluated after each epoch (one extra pass). Not with a DataLoader.
+    max_wall_s : float or None, default=None
+        Also stop after this many seconds in :meth:`Trainer.fit` (``stop_reason="wall_clock"``). It makes the
+        number of steps depend on the machine: the result is not reproducible, and it is reported as such.
 
     Raises
     ------
@@ -546,6 +566,8 @@ class TrainConfig:
     loss_kwargs: dict[str, Any] | None = None
     optimizer_kwargs: dict[str, Any] | None = None
     on_nonfinite: str = "raise"
+    target_loss: float | None = None
+    max_wall_s: float | None = None
 
     def __post_init__(self) -> None:
         if (self.steps is None) == (self.epochs is None):
@@ -574,6 +596,11 @@ class TrainConfig:
             raise ValueError("loss_kwargs only apply to a loss given by name.")
         if not (isinstance(self.optimizer, str) or callable(self.optimizer)):
             raise TypeError(f"optimizer must be a name or a factory, got {type(self.optimizer).__name__}.")
+        for name in ("target_loss", "max_wall_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                                      or not math.isfinite(value)):
+                raise ValueError(f"{name} must be None or a finite number >= 0, got {value!r}.")
         _resolve_dtype(self.dtype)
 
     def make_loss(self) -> Callable[[Tensor, Tensor], Tensor]:
@@ -599,6 +626,7 @@ class TrainConfig:
             "train_only_head": self.train_only_head, "head": head_name,
             "reinit_head": self.reinit_head if isinstance(self.reinit_head, bool) else _describe(self.reinit_head),
             "checkpoint_schedule": _schedule_repr(self.checkpoint_schedule),
+            "target_loss": self.target_loss, "max_wall_s": self.max_wall_s,
             **data_info,
         }, default=_describe_setting)
 
@@ -621,6 +649,9 @@ class _RunState:
     ckpt_steps: frozenset[int] = frozenset()
     history: list[tuple[int, float, float]] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    eval_batches: Callable[[], Iterable[tuple[Tensor, Tensor]]] | None = None
+    t0: float = 0.0
+    stop: dict[str, Any] = field(default_factory=lambda: {"reason": "budget", "step": None, "loss": None})
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -718,6 +749,9 @@ class Trainer:
         loss_fn = cfg.make_loss()
         stream, data_info, eval_batches = _make_stream(X, y, batch_size=cfg.batch_size, drop_last=cfg.drop_last,
                                                     seed=cfg.seed, device=device, dtype=dtype)
+        if cfg.target_loss is not None and eval_batches is None:
+            raise ValueError("target_loss needs the whole training set (tensors, arrays or a Dataset), not a "
+                             "DataLoader; pass the data itself, or leave target_loss=None.")
         steps = cfg.steps if cfg.steps is not None else cfg.epochs * stream.steps_per_epoch
         model.to(device=device, dtype=dtype)
         modes = {m: m.training for m in model.modules()}
@@ -730,7 +764,8 @@ class Trainer:
             params, head_name = self._prepare_head(model, resuming=resume_from is not None)
             run = _RunState(model=model, loss_fn=loss_fn, optimizer=cfg.make_optimizer(params), stream=stream,
                             callbacks=self.callbacks, steps=steps, device=device, directory=directory,
-                            settings=cfg.describe(steps, data_info, head_name, device, dtype))
+                            settings=cfg.describe(steps, data_info, head_name, device, dtype),
+                            eval_batches=eval_batches, t0=t0)
             if resume_from is not None:
                 self._restore(run, resume_from)
             run.logged = resolve_schedule("log", steps) | resolve_schedule(cfg.log_every or max(1, steps // 100),
@@ -741,7 +776,7 @@ class Trainer:
             last = self._loop(run)
             result = self._finish(run, eval_batches, last, t0)
             for cb in run.callbacks:
-                cb.on_end(steps, model, result=result)
+                cb.on_end(result.steps, model, result=result)
             return result
         finally:
             for m, flag in modes.items():
@@ -767,6 +802,11 @@ class Trainer:
         _load_callback_states(run.callbacks, payload.get("callbacks", {}), path)
         logger.info("Resumed from %s (step %d).", path, start)
         run.start, run.history = start, [tuple(h) for h in payload["history"]]
+        stop = payload.get("stop") or {}
+        target = self.config.target_loss
+        if stop.get("reason") == "target_loss" and target is not None and stop.get("loss") is not None \
+                and stop["loss"] <= target:        # that run was finished: a resume changes nothing
+            run.stop = dict(stop)
 
     def _save(self, run: _RunState, step: int) -> None:
         rng = {"torch": torch.get_rng_state(),
@@ -774,7 +814,7 @@ class Trainer:
         payload = {"format": CHECKPOINT_FORMAT, "step": step, "model": run.model.state_dict(),
                    "optimizer": run.optimizer.state_dict(), "stream": run.stream.state_dict(), "rng": rng,
                    "history": list(run.history), "settings": run.settings,
-                   "callbacks": _save_callback_states(run.callbacks)}
+                   "callbacks": _save_callback_states(run.callbacks), "stop": dict(run.stop)}
         run.written.append(str(save_checkpoint(checkpoint_path(run.directory, step), payload)))
         if self.config.keep_checkpoints is not None:
             for _, old in list_checkpoints(run.directory)[:-self.config.keep_checkpoints]:
@@ -793,6 +833,8 @@ class Trainer:
         needs_closure = bool(getattr(optimizer, "needs_closure", False))
         last = (float("nan"), float("nan"))
         next_draw = time.monotonic()
+        if run.stop["reason"] == "target_loss":          # resumed from a run that had already reached its target
+            return last
         try:
             for step in range(run.start + 1, steps + 1):
                 xb, yb = stream.next()
@@ -804,9 +846,11 @@ class Trainer:
                     optimizer.step(_loss_closure(model, loss_fn, xb, yb, loss))
                 else:
                     optimizer.step()
+                stop = self._stop_now(run, step, loss)
                 # ---- bookkeeping only on scheduled steps: each float() is a device sync ----
-                active = [cb for cb in steppers if cb.wants(step)] if steppers else steppers
-                is_logged = step in logged
+                # an early stop's last step reaches every callback (e.g. the tracker's final evaluation)
+                active = [cb for cb in steppers if stop is not None or cb.wants(step)] if steppers else steppers
+                is_logged = step in logged or stop is not None
                 if is_logged or active or step == steps:
                     with torch.no_grad():
                         acc = (logits.argmax(dim=1) == yb).to(torch.float64).mean()
@@ -819,18 +863,45 @@ class Trainer:
                             bar.set_postfix(loss=f"{loss_val:.3e}", acc=f"{acc_val:.4f}", refresh=False)
                     for cb in active:
                         cb.on_step(step, model, loss=loss_val, accuracy=acc_val)
-                if step in ckpt_steps:
+                if stop is not None:
+                    run.stop = stop
+                if step in ckpt_steps or (stop is not None and run.directory is not None):
                     self._save(run, step)
                 # the bar is redrawn at most twice a second (tqdm.update on every step costs ~50 us)
                 if bar is not None and (is_logged or time.monotonic() >= next_draw):
                     bar.update(step - bar.n)
                     next_draw = time.monotonic() + 0.5
+                if stop is not None:
+                    logger.info("Stopped after step %d of %d: %s.", step, steps, stop["reason"])
+                    break
             if bar is not None:
-                bar.update(steps - bar.n)
+                bar.update((run.stop["step"] or steps) - bar.n)
         finally:
             if bar is not None:
                 bar.close()
         return last
+
+    def _stop_now(self, run: _RunState, step: int, loss: Tensor) -> dict[str, Any] | None:
+        """The early stop after update ``step`` (``{"reason", "step", "loss"}``), or None to go on.
+
+        ``target_loss``: full batch, ``loss`` (all samples, before the update) is compared (one sync); with
+        minibatches the whole training set is evaluated after each epoch. ``max_wall_s``: seconds since
+        :meth:`fit` began. Nothing is checked at the budget's last step (the run ends there anyway).
+        """
+        cfg = self.config
+        if step >= run.steps or (cfg.target_loss is None and cfg.max_wall_s is None):
+            return None
+        if cfg.target_loss is not None:
+            value: float | None = None
+            if isinstance(run.stream, _FullBatch):
+                value = float(loss.detach())
+            elif step % run.stream.steps_per_epoch == 0 and run.eval_batches is not None:
+                value = _evaluate_batches(run.model, run.eval_batches(), run.loss_fn)[0]
+            if value is not None and value <= cfg.target_loss:
+                return {"reason": "target_loss", "step": step, "loss": value}
+        if cfg.max_wall_s is not None and time.perf_counter() - run.t0 >= cfg.max_wall_s:
+            return {"reason": "wall_clock", "step": step, "loss": None}
+        return None
 
     def _check_finite(self, loss_val: float, step: int) -> None:
         if math.isfinite(loss_val):
@@ -851,9 +922,16 @@ class Trainer:
             final_on = "last_batch"
             if run.start == run.steps and run.history:
                 loss_val, acc_val = run.history[-1][1], run.history[-1][2]
-        return TrainResult(final_loss=loss_val, final_accuracy=acc_val, steps=run.steps, history=list(run.history),
-                           wall_time_s=time.perf_counter() - t0, settings=run.settings, start_step=run.start,
-                           checkpoints=run.written, final_on=final_on)
+        stop = run.stop
+        if stop["reason"] == "wall_clock":
+            warnings.warn(f"Training stopped by max_wall_s={self.config.max_wall_s} after step {stop['step']} of "
+                          f"{run.steps}: the number of steps depends on the machine (not reproducible).",
+                          RuntimeWarning, stacklevel=3)
+        last_step = stop["step"] if stop["step"] is not None else run.steps
+        return TrainResult(final_loss=loss_val, final_accuracy=acc_val, steps=int(last_step),
+                           history=list(run.history), wall_time_s=time.perf_counter() - t0, settings=run.settings,
+                           start_step=run.start, checkpoints=run.written, final_on=final_on,
+                           stop_reason=stop["reason"], budget_steps=run.steps, stop_loss=stop["loss"])
 
 
 def _loss_closure(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], xb: Tensor, yb: Tensor,
