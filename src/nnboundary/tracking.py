@@ -284,7 +284,7 @@ class AlignmentTracker(TrainCallback):
         if not (distributed.is_distributed() and self.sharded):
             return distributed.run_on_main(lambda: analyze(
                 model, self.X, self.y, head=head, X_test=self.X_test, y_test=self.y_test,
-                batch_size=self.batch_size, device=self.device, **fit))
+                batch_size=self.batch_size, device=self.device, distributed=False, **fit))  # rank 0 alone
         tr = self._gathered_features(model, self.X, self.y, head)
         te = None if self.X_test is None else self._gathered_features(model, self.X_test, self.y_test, tr.head_name)
         W, b = head_params(model.get_submodule(tr.head_name))
