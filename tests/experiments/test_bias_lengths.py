@@ -96,7 +96,8 @@ def test_lengths_in_the_settings_validate_and_quick_is_unchanged() -> None:
             assert set(get_experiment(name, profile).settings["head"]["optimizers"]) == {"sgd", "momentum", "adam"}
             head = get_experiment(name, profile, settings=study).settings["head"]
             assert head["optimizers"]["loss_based"] == {"lr": 1.0, "lengths": [1000, 10_000, 100_000],
-                                                        "dtype": "float64", "batch_size": None}
+                                                        "dtype": "float64", "batch_size": None,
+                                                        "target_loss": 1e-300}
     bad = {"head": {"optimizers": {"loss_based": {"lr": 1.0, "lengths": [10, 10]}}}}
     with pytest.raises(ExperimentConfigError, match="distinct"):
         get_experiment("bias-reinit-blobs", "smoke", settings=bad)

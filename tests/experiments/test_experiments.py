@@ -238,7 +238,11 @@ def test_three_blobs_compares_crammer_singer_and_ovr(tmp_path) -> None:
     assert set(result.summaries) == {"crammer_singer", "ovr"}
     assert {s["svm_multiclass"] for s in result.summaries.values()} == {"crammer_singer", "ovr"}
     assert {p.name for p in (result.run_dir / "figures").glob("*.png")} == {
-        "transformed_crammer_singer.png", "transformed_ovr.png"}
+        "transformed_crammer_singer.png", "transformed_ovr.png", "transformed_svms.png"}
+    cs, ovr = result.summaries["crammer_singer"], result.summaries["ovr"]
+    assert cs["svm_cs_vs_ovr_deg"] == ovr["svm_cs_vs_ovr_deg"] > 0  # the two limits, measured once for the pair
+    assert cs["svm_cs_vs_ovr_deg"] >= abs(cs["angle_deg"] - ovr["angle_deg"]) - 1e-6  # triangle inequality
+    assert 0 <= cs["svm_free_vs_reg_deg"] <= 180
 
 
 def test_asymmetric_net_is_analysed_on_joint_features_with_snapshots(tmp_path) -> None:

@@ -68,7 +68,7 @@ from nnboundary.experiments.registry import (PROFILES, Kind, KindConfig, Profile
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
-from nnboundary.train import fit
+from nnboundary.train import FLOAT64_LOSS_FLOOR, fit
 
 __all__ = [
     "HEAD_METRICS",
@@ -103,6 +103,13 @@ _SPEC_KEYS = {"lengths", "dtype"}  # keys of an optimizer's spec that are not tr
 _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
 
 
+#: The simulated network's training in the converge profile: the simulated kind's converge rule
+#: (:func:`nnboundary.experiments.registry.converge_rule`: full batch, Adam warm-up then loss-based steps with
+#: momentum, stop at CE <= 1e-12 or a 20 000-step budget).
+_CONVERGE_NETWORK_TRAIN = {"optimizer": "loss_based", "lr": 0.1, "batch_size": None, "steps": 20_000,
+                           "target_loss": 1e-12, "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 1e-3,
+                                                                      "switch_loss": 0.5, "momentum": 0.98}}
+
 #: The head-training lengths of the length study (issue 13), see :func:`length_study`.
 HEAD_LENGTHS: tuple[int, ...] = (1_000, 10_000, 100_000)
 
@@ -113,7 +120,8 @@ def length_study(lengths: tuple[int, ...] = HEAD_LENGTHS, lr: float = 1.0) -> di
     (condition ``reinit-loss_based@<steps>``). Use it as ``{"head": {"input": "features", "optimizers":
     {"loss_based": length_study()}}}`` (settings override, or a profile's optimizers). Cost: sum(lengths) full-batch
     head steps per head seed, each O(N D K) (about 3 ms at N = 900, D = 2 on one CPU core)."""
-    return {"lr": float(lr), "lengths": [int(n) for n in lengths], "dtype": "float64", "batch_size": None}
+    return {"lr": float(lr), "lengths": [int(n) for n in lengths], "dtype": "float64", "batch_size": None,
+            "target_loss": FLOAT64_LOSS_FLOOR}
 
 
 def _settings(p: Profile, *, paper_label: str, network: dict[str, Any], network_seeds: list[int],
@@ -127,9 +135,13 @@ def _settings(p: Profile, *, paper_label: str, network: dict[str, Any], network_
             "lr_scale": p.pick(paper="none", quick="features"),
             "optimizers": p.pick(paper={"sgd": {"lr": 1e-4}, "momentum": {"lr": 1e-4}, "adam": {"lr": 1e-4}},
                                  quick={"sgd": {"lr": 1.0}, "momentum": {"lr": 0.1}, "adam": {"lr": 0.01}},
-                                 smoke={"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}})}
-    return {"label": p.pick(paper=paper_label, quick=QUICK_LABEL, smoke="smoke (seconds; tests only)"),
-            "network": network, "network_seeds": network_seeds, "head": head, "figure_optimizer": "momentum",
+                                 smoke={"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}},
+                                 converge={"loss_based": length_study()})}
+    return {"label": p.pick(paper=paper_label, quick=QUICK_LABEL, smoke="smoke (seconds; tests only)",
+                            converge="converge (network trained to CE <= 1e-12 or its budget; heads re-initialised and "
+                                     "trained 10^3 / 10^4 / 10^5 loss-based float64 steps, to the float64 loss floor)"),
+            "network": network, "network_seeds": network_seeds, "head": head,
+            "figure_optimizer": p.pick(paper="momentum", quick="momentum", converge="loss_based"),
             **({} if notes is None else {"notes": notes}),
             **p.pick(paper={}, quick={}, smoke={"figure": {"resolution": 60, "dpi": 50}})}
 
@@ -156,14 +168,14 @@ def _bias_reinit_mnist01(p: Profile) -> dict[str, Any]:
                    reference={"finding": "not run by the authors on simulated data; the MNIST finding is the "
                                          "reference"})
 def _bias_reinit_blobs(p: Profile) -> dict[str, Any]:
+    adam = {"optimizer": "adam", "lr": p.pick(paper=1e-4, quick=1e-3, smoke=1e-2),
+            "batch_size": p.pick(paper=200, quick=100, smoke=None), "steps": p.pick(paper=50_001, quick=3000, smoke=200)}
     return _settings(
         p, paper_label="paper-sized (item 14's network and training; head-only as item 23)",
         network={"simulated": {**_BLOBS_DATA, "n_samples": p.pick(paper=5000, quick=1000, smoke=200)},
                  "model": {"name": "mlp", "kwargs": {"hidden": [p.pick(paper=2000, quick=100, smoke=16), 2],
                                                      "activations": "relu"}},
-                 "train": {"optimizer": "adam", "lr": p.pick(paper=1e-4, quick=1e-3, smoke=1e-2),
-                           "batch_size": p.pick(paper=200, quick=100, smoke=None),
-                           "steps": p.pick(paper=50_001, quick=3000, smoke=200)}},
+                 "train": p.pick(paper=adam, quick=adam, smoke=adam, converge=_CONVERGE_NETWORK_TRAIN)},
         network_seeds=p.pick(paper=[0, 1, 2], quick=[0, 1], smoke=[0]),
         head_batch_size=p.pick(paper=200, quick=None, smoke=50), head_steps=p.pick(paper=50_000, quick=3000, smoke=20))
 
@@ -330,7 +342,7 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
                optimizer: str, lr: float, steps: int, batch_size: int | None, seed: int,
                reinit: str | None = "original", input: str = "features", device: str | torch.device = "cpu",
                optimizer_kwargs: dict[str, Any] | None = None, progress: bool = False,
-               dtype: Any = "float32", callbacks: Any = ()) -> dict[str, Any]:
+               dtype: Any = "float32", callbacks: Any = (), target_loss: float | None = None) -> dict[str, Any]:
     """Re-initialise ``model.head`` (in a copy) and train only it on the frozen feature map.
 
     Parameters
@@ -357,6 +369,9 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
         (``input="features"`` only) lets the loss-based step size go on far below float32's smallest losses.
     callbacks : sequence of TrainCallback, default=()
         Passed to :func:`nnboundary.train.fit` (they see the head, or the whole copy for ``input="model"``).
+    target_loss : float or None, default=None
+        Stop once the full-batch loss is at most this (the length study and the head-alone continuation stop at
+        :data:`nnboundary.train.FLOAT64_LOSS_FLOOR`, beyond which float64 resolves no further progress).
 
     Returns
     -------
@@ -368,7 +383,8 @@ def train_head(model: nn.Module, *, y: np.ndarray, H: np.ndarray | None = None, 
     work = copy.deepcopy(model)
     before = feature_map_state(work)
     common = dict(optimizer=optimizer, lr=lr, steps=steps, batch_size=batch_size, seed=seed, device=device,
-                  progress=progress, optimizer_kwargs=optimizer_kwargs, dtype=dtype, callbacks=callbacks)
+                  progress=progress, optimizer_kwargs=optimizer_kwargs, dtype=dtype, callbacks=callbacks,
+                  target_loss=target_loss)
     if input == "features":
         if H is None:
             raise ValueError("input='features' needs the frozen features H of shape (N, D).")
@@ -416,7 +432,8 @@ def _retrain_heads(model: nn.Module, X: Any, y: np.ndarray, H: np.ndarray, head_
                                  batch_size=spec.get("batch_size", head_cfg.get("batch_size")), seed=seed,
                                  reinit=head_cfg.get("reinit", "original"), input=head_cfg.get("input", "features"),
                                  device=device, optimizer_kwargs=spec.get("optimizer_kwargs"), progress=progress,
-                                 dtype=spec.get("dtype", head_cfg.get("dtype", "float32")))
+                                 dtype=spec.get("dtype", head_cfg.get("dtype", "float32")),
+                                 target_loss=spec.get("target_loss"))
                 run.pop("model")
                 yield condition, opt, seed, lr, steps, run
 

@@ -23,14 +23,14 @@ from torch import nn
 
 from nnboundary.metrics import cross_entropy, direction_angle, fit_inverse_log, inverse_log_fit_holds
 from nnboundary.tracking import is_log_step
-from nnboundary.train import TrainCallback
+from nnboundary.train import FLOAT64_LOSS_FLOOR, TrainCallback
 
 __all__ = ["LOSS_FLOOR", "HeadAngleRecorder", "continue_head"]
 
-#: Below this mean loss float64 no longer resolves the head's progress (the smallest normal float64 is 2.2e-308;
-#: the gradients become subnormal and a step changes the direction arbitrarily), so later points are left out of
-#: the fit and the first such step is reported as ``loss_floor_step``.
-LOSS_FLOOR = 1e-300
+#: Below this mean loss float64 no longer resolves the head's progress (:data:`nnboundary.train.FLOAT64_LOSS_FLOOR`):
+#: the continuation stops there, later points are left out of the fit and the first such step is reported as
+#: ``loss_floor_step``.
+LOSS_FLOOR = FLOAT64_LOSS_FLOOR
 
 
 class _FrozenFeatures(nn.Module):
@@ -143,13 +143,13 @@ def continue_head(H: np.ndarray, y: np.ndarray, W: np.ndarray, b: np.ndarray, V:
     recorder = HeadAngleRecorder(V)
     run = train_head(model, y=y, H=H, optimizer="loss_based", lr=lr, steps=steps, batch_size=None, seed=seed,
                      reinit=None, input="features", device=device, progress=progress, dtype="float64",
-                     callbacks=[recorder])
+                     callbacks=[recorder], target_loss=LOSS_FLOOR)
     curve = np.array(recorder.rows, dtype=np.float64).reshape(-1, 3)  # (T, 3): step, angle, loss
     floor = np.flatnonzero(curve[:, 2] < LOSS_FLOOR)  # the loss of step t is the one before update t
     floor_step = int(curve[floor[0], 0]) if floor.size else None
     usable = curve if floor_step is None else curve[curve[:, 0] < floor_step]
     fit = fit_inverse_log(usable[:, 0], usable[:, 1], fraction=fraction)
-    return {"steps": steps, "optimizer": "loss_based", "lr": float(lr),
+    return {"steps": steps, "steps_run": int(curve[-1, 0]), "optimizer": "loss_based", "lr": float(lr),
             "angle_start": float(curve[0, 1]), "angle_end": direction_angle(run["W"], V),
             "loss_start": _mean_loss(H, y, W, b), "loss_end": _mean_loss(H, y, run["W"], run["b"]),
             **{k: fit[k] for k in ("c", "r2", "rel_rms", "n_used", "step_min", "step_max", "span_decades")},

@@ -476,9 +476,24 @@ def _rows(label: str, base: dict[str, Any], analyses: dict[str, Any], multiclass
     if not analyses:
         return {label: {**base, "error": "; ".join(errors) or "no analysis"}}
     if len(analyses) == 1:
-        return {label: {**base, **next(iter(analyses.values())).summary}}
-    return {f"{label}/{mc}" if label != "main" else mc: {**base, **a.summary, "svm_multiclass": mc}
+        a = next(iter(analyses.values()))
+        return {label: {**base, **a.summary, **_svm_angles(a, analyses)}}
+    return {f"{label}/{mc}" if label != "main" else mc: {**base, **a.summary, "svm_multiclass": mc,
+                                                          **_svm_angles(a, analyses)}
             for mc, a in analyses.items()}
+
+
+def _svm_angles(a: Any, analyses: dict[str, Any]) -> dict[str, float]:
+    """How far apart the candidate limits are: ``svm_free_vs_reg_deg`` (this analysis's free- vs regularised-bias
+    SVM) and, with both multi-class SVMs, ``svm_cs_vs_ovr_deg`` (Crammer–Singer vs one-vs-rest, free bias)."""
+    from nnboundary.metrics import direction_angle
+
+    out: dict[str, float] = {}
+    if a.svm_regularized is not None:
+        out["svm_free_vs_reg_deg"] = direction_angle(a.svm_coef, np.asarray(a.svm_regularized.coef_, dtype=float))
+    if {"crammer_singer", "ovr"} <= set(analyses):
+        out["svm_cs_vs_ovr_deg"] = direction_angle(analyses["crammer_singer"].svm_coef, analyses["ovr"].svm_coef)
+    return out
 
 
 def _model_facts(model: torch.nn.Module, data: RunData) -> dict[str, Any]:
@@ -548,6 +563,8 @@ def _draw(cfg: ExperimentConfig, data: RunData, model: torch.nn.Module, analyses
         for mc, a in analyses.items():
             suffix = "" if len(analyses) == 1 else f"_{mc}"
             jobs.append(("transformed", lambda a=a, s=suffix: F.draw_transformed(a, s, res, fig_dir, prefix, run_dir)))
+        if len(analyses) > 1:  # every candidate SVM's boundary with the network's, in one figure
+            jobs.append(("transformed", lambda: F.draw_transformed_svms(analyses, res, fig_dir, prefix, run_dir)))
     if "alignment" in cfg.plots:
         title = f"{cfg.name}{' / ' + prefix.rstrip('-') if prefix else ''} ({cfg.profile})"
         jobs.append(("alignment", lambda: F.draw_alignment(records, title, fig_dir, prefix, run_dir)))

@@ -19,14 +19,14 @@ This package imports nothing from the modules to its right (models, features, tr
 from .checkpoint import (CheckpointError, CheckpointExistsError, checkpoint_path, latest_checkpoint, list_checkpoints,
                          load_checkpoint, load_weights, save_checkpoint)
 from .loop import TrainCallback, TrainConfig, Trainer, TrainResult, evaluate, fit
-from .losses import (ClassificationLoss, MulticlassHinge, StableCrossEntropy, available_losses, make_loss,
+from .losses import (FLOAT64_LOSS_FLOOR, ClassificationLoss, MulticlassHinge, StableCrossEntropy, available_losses, make_loss,
                      stable_cross_entropy)
 from .optim import available_optimizers, make_optimizer
 from .schedule import log_schedule, resolve_schedule
 
 __all__ = [
     "fit", "Trainer", "TrainConfig", "TrainResult", "TrainCallback", "evaluate",
-    "make_loss", "available_losses", "stable_cross_entropy", "ClassificationLoss", "StableCrossEntropy",
+    "FLOAT64_LOSS_FLOOR", "make_loss", "available_losses", "stable_cross_entropy", "ClassificationLoss", "StableCrossEntropy",
     "MulticlassHinge", "make_optimizer", "available_optimizers", "log_schedule", "resolve_schedule",
     "CheckpointError", "CheckpointExistsError", "checkpoint_path", "list_checkpoints", "latest_checkpoint", "save_checkpoint",
     "load_checkpoint", "load_weights",

@@ -38,7 +38,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: Below this mean loss float64 no longer resolves training progress (the smallest normal float64 is 2.2e-308: the
+#: gradients turn subnormal and a step changes the direction arbitrarily; a loss-based step retries without end).
+#: Head-only training stops here (``target_loss``); see ``nnboundary.experiments.convergence``.
+FLOAT64_LOSS_FLOOR = 1e-300
+
 __all__ = [
+    "FLOAT64_LOSS_FLOOR",
     "make_loss",
     "available_losses",
     "stable_cross_entropy",
