@@ -96,9 +96,12 @@ def test_an_experiment_without_converge_settings_is_refused_clearly() -> None:
 @pytest.mark.parametrize("name", list_experiments())
 def test_converge_rule_is_the_quick_config_trained_full_batch_in_float64_to_the_target(name: str) -> None:
     quick, conv = get_experiment(name, "quick"), get_experiment(name, "converge")
-    assert conv.batch_size is None and conv.dtype == "float64" and conv.optimizer == "loss_based"
+    assert conv.batch_size is None and conv.dtype == "float64"
     assert conv.steps == CONVERGE_STEPS and conv.target_loss == CONVERGE_TARGET_LOSS
-    assert conv.optimizer_kwargs["warmup"] == "adam" and conv.lr > 0
+    if conv.variants and all("optimizer" in v.overrides for v in conv.variants):  # the optimizer study keeps its own
+        assert (conv.optimizer, conv.lr, conv.optimizer_kwargs) == (quick.optimizer, quick.lr, quick.optimizer_kwargs)
+    else:
+        assert conv.optimizer == "loss_based" and conv.optimizer_kwargs["warmup"] == "adam" and conv.lr > 0
     same = ("data", "n_samples", "data_kwargs", "model", "model_kwargs", "loss", "seed", "svm_multiclass", "variants")
     assert {k: getattr(conv, k) for k in same} == {k: getattr(quick, k) for k in same}
 
@@ -163,3 +166,16 @@ def test_a_converge_run_reports_why_it_stopped(tmp_path) -> None:
     row = json.loads((short.run_dir / "summary.json").read_text())["variants"]["main"]
     assert row["stop_reason"] == "budget" and row["steps_run"] == row["budget_steps"] == 3
     assert "target loss NOT reached" in short.report_md() and "step budget" in short.report_md()
+
+
+@pytest.mark.parametrize("name", list_experiments())
+def test_every_converge_run_builds_its_optimizer(name):
+    """The converge rule's optimizer keywords reach only the optimizer they belong to (the optimizer study's SGD
+    once got the loss-based warm-up keywords and failed at its first step)."""
+    import torch
+
+    from nnboundary.train import make_optimizer
+
+    for label, cfg in get_experiment(name, "converge").expand():
+        make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(2))], cfg.lr, **cfg.optimizer_kwargs)
+        assert cfg.dtype == "float64" and cfg.batch_size is None and cfg.target_loss == 1e-12, label

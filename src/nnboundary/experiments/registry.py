@@ -399,7 +399,9 @@ def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> Experi
     and the momentum; ``up`` keeps its default 1.1),
     ``steps=CONVERGE_STEPS`` (the budget), ``target_loss=CONVERGE_TARGET_LOSS``, ``track="log"``,
     ``head_continuation_steps=CONVERGE_HEAD_STEPS``.
-    Variants keep their own overrides (the optimizer study still compares its optimizers, now to the limit).
+    Variants keep their own overrides: a study whose every variant sets its optimizer (the optimizer study) keeps
+    the optimizers, learning rates and optimizer keywords it compares (the rule's warm-up keywords would not fit
+    them) and gets the rest of the rule (full batch, float64, the budget and the target loss).
     """
     warmup_lr = quick.lr if quick.optimizer == "adam" else 1e-3
     rule: dict[str, Any] = {
@@ -409,6 +411,8 @@ def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> Experi
         "head_continuation_steps": CONVERGE_HEAD_STEPS,
     }
     keep = {k: v for k, v in rule.items() if getattr(converge, k) == getattr(quick, k)}
+    if converge.variants and all("optimizer" in v.overrides for v in converge.variants):
+        keep.pop("optimizer", None)      # a study of optimizers compares its own, now to the limit
     if "optimizer" not in keep:          # the entry chose its own optimizer: its kwargs and lr are its own too
         keep = {k: v for k, v in keep.items() if k not in ("optimizer_kwargs", "lr")}
     cfg = dataclasses.replace(converge, **keep)
