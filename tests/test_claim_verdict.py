@@ -70,3 +70,14 @@ def test_without_a_head_alone_run_the_loss_decides():
 def test_premise_not_reached(summary):
     v = claim_verdict({**summary, **SETTLED})
     assert v["verdict"] == "not reached within budget" and "premise" in v["reason"]
+
+
+def test_the_head_alone_run_counts_only_for_the_svm_it_was_timed_against():
+    base = {"separable": True, "accuracy": 1.0, "train_loss": 1e-13, "angle_deg": 20.0, "margin_ratio": 0.5,
+            "bias_offset": 0.3, "angle_deg_reg": 5.0, "margin_ratio_reg": 0.8, "bias_offset_reg": 0.2,
+            "diagnostics": {"svm_step_angle_deg": 0.01, "feature_change": 1e-4, "step": 10, "previous_step": 5},
+            "head_alone": {"angle_start": 5.0, "angle_end": 1.0, "steps": 100, "svm_bias": "regularized"}}
+    reg = claim_verdict(base, angle_key="angle_deg_reg", ratio_key="margin_ratio_reg", offset_key="bias_offset_reg")
+    free = claim_verdict(base)
+    assert reg["verdict"] == "not reached within budget" and "head alone 5°→1°" in reg["reason"]
+    assert free["verdict"] == "not supported" and "head alone" not in free["reason"]

@@ -132,7 +132,8 @@ def claim_verdict(summary: dict[str, Any], *, angle_key: str = "angle_deg", rati
     recorded one; quoted in the reason), and the two diagnostics the runner adds: ``diagnostics``
     (``svm_step_angle_deg`` and ``feature_change`` of the last tracked interval, see
     :class:`nnboundary.tracking.AlignmentTracker`) and ``head_alone`` (the head trained alone on the frozen final
-    features, :func:`nnboundary.experiments.convergence.continue_head`). With ``T`` = :data:`VERDICT_THRESHOLDS`
+    features, :func:`nnboundary.experiments.convergence.continue_head`; used only for the SVM it was timed
+    against, its ``svm_bias``: a head with a bias approaches the regularised-bias SVM). With ``T`` = :data:`VERDICT_THRESHOLDS`
     (``thresholds`` overrides entries), in this order:
 
     1. the claim's premise is not reached (:func:`claim_status` is not "separable": the features are not separable
@@ -179,12 +180,15 @@ def claim_verdict(summary: dict[str, Any], *, angle_key: str = "angle_deg", rati
     settled = (f"features settled (SVM turned {step_angle:.3g}°, features changed {change:.3g} over {span})"
                if diag else "no feature-movement diagnostics")
     ha = summary.get("head_alone")
+    judged = "regularized" if angle_key.endswith("_reg") else "free"
+    if ha and ha.get("svm_bias", judged) != judged:  # the head alone was timed against the other SVM
+        ha = None
     if ha:
         a0, a1 = _num(ha.get("angle_start")), _num(ha.get("angle_end"))
         fit = (f"c/log t holds: c = {_num(ha.get('c')):.3g}, R² = {_num(ha.get('r2')):.2f}, steps "
                f"{ha.get('step_min')}–{ha.get('step_max')}" if ha.get("holds") else
                f"c/log t does not hold (R² = {_num(ha.get('r2')):.2f})")
-        alone = f"head alone {a0:.3g}°→{a1:.3g}° in {ha.get('steps')} steps"
+        alone = f"head alone {a0:.3g}°→{a1:.3g}° in {ha.get('steps_run', ha.get('steps'))} steps"
         if a0 - a1 > T["min_head_decrease_deg"]:
             return out("not reached within budget", f"{at}; {settled}; the head's own implicit bias is slow: "
                        f"{alone}, {fit}")

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nnboundary.analysis import claim_status
+from nnboundary.analysis import claim_status, claim_verdict
 
-__all__ = ["COMPACT_COLUMNS", "TABLE_COLUMNS", "format_value", "profile_differences", "status_of", "summary_rows", "write_report"]
+__all__ = ["CLAIMS_HEADERS", "COMPACT_COLUMNS", "TABLE_COLUMNS", "claims_markdown", "claims_rows", "format_value",
+           "profile_differences", "status_of", "summary_rows", "write_report"]
 
 #: (summary key, column header) of the results table, in order. Columns absent from every row are dropped.
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -120,6 +121,51 @@ def summary_rows(summaries: Mapping[str, Mapping[str, Any]],
         values = {**s, "status": status_of(s)}
         rows.append([label, *[format_value(k, values.get(k)) for k, _ in present]])
     return headers, rows
+
+
+#: Columns of the claims-at-convergence table (:func:`claims_rows`).
+CLAIMS_HEADERS: tuple[str, ...] = (
+    "experiment", "variant", "final loss", "steps (budget, stop)", "angle free / reg (°)", "margin ratio free / reg",
+    "offset free / reg", "rate angle ≈ c/log t", "head alone (°)", "verdict free-bias SVM", "verdict reg-bias SVM",
+    "reason (free / reg)")
+
+
+def claims_rows(name: str, summaries: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
+    """One row per variant of experiment ``name`` for the claims-at-convergence table (:data:`CLAIMS_HEADERS`).
+
+    Each row holds where training stopped (final loss, steps run of the budget, why), the end numbers against the
+    free- and the regularised-bias SVM, the fitted rate ``angle(t) ≈ c / log t`` over the tracked steps (c, R², and
+    whether the fit holds by :func:`nnboundary.metrics.inverse_log_fit_holds`), the head trained alone on the frozen
+    final features, and :func:`nnboundary.analysis.claim_verdict` against each SVM with its reason.
+    """
+    rows = []
+    for label, s in summaries.items():
+        if s.get("error"):
+            rows.append([name, label, "—", "—", "—", "—", "—", "—", "—", "FAILED", "FAILED", str(s["error"])[:120]])
+            continue
+        free, reg = claim_verdict(dict(s)), claim_verdict(dict(s), angle_key="angle_deg_reg",
+                                                          ratio_key="margin_ratio_reg", offset_key="bias_offset_reg")
+        rate = (s.get("rates") or {}).get("step") or {}
+        rate_text = ("—" if not rate or rate.get("c") is None else
+                     f"c = {format_value('c', rate.get('c'))}, R² {format_value('r2', rate.get('r2'))}"
+                     f"{'' if rate.get('holds') else ' (does not hold)'}")
+        ha = s.get("head_alone") or {}
+        alone = ("—" if not ha else f"{format_value('a', ha.get('angle_start'))} → "
+                 f"{format_value('a', ha.get('angle_end'))} in {ha.get('steps_run', ha.get('steps'))} steps")
+        both = lambda k1, k2: f"{format_value(k1, s.get(k1))} / {format_value(k2, s.get(k2))}"  # noqa: E731
+        steps = f"{s.get('steps_run', s.get('steps'))} ({s.get('budget_steps', '—')}, {s.get('stop_reason', '—')})"
+        rows.append([name, label, format_value("loss", s.get("train_loss", s.get("loss"))), steps,
+                     both("angle_deg", "angle_deg_reg"), both("margin_ratio", "margin_ratio_reg"),
+                     both("bias_offset", "bias_offset_reg"), rate_text, alone, free["verdict"], reg["verdict"],
+                     f"{free['reason']} / {reg['reason']}"])
+    return rows
+
+
+def claims_markdown(results: Sequence[Any]) -> str:
+    """The claims-at-convergence table of several runs (objects with ``name`` and ``summaries``, e.g.
+    :class:`~nnboundary.experiments.RunResult` or :func:`~nnboundary.experiments.load_run`'s), as markdown."""
+    rows = [row for res in results for row in claims_rows(res.name, res.summaries)]
+    return _md_table(CLAIMS_HEADERS, rows)
 
 
 def profile_differences(config: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:

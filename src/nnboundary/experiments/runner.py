@@ -449,11 +449,14 @@ def _convergence(cfg: ExperimentConfig, main: Any, records: list[dict[str, Any]]
     if cfg.head_continuation_steps > 0 and main is not None:
         from nnboundary.experiments.convergence import continue_head
 
+        # gradient descent on a head with a bias approaches the regularised-bias SVM of [h, 1], not the free-bias one
+        target, V = (("regularized", main.svm_regularized.coef_) if main.svm_regularized is not None
+                     else ("free", main.svm.coef_))
         try:
-            ha = continue_head(main.features, main.labels, main.nn_coef, main.nn_intercept, main.svm.coef_,
+            ha = continue_head(main.features, main.labels, main.nn_coef, main.nn_intercept, V,
                                steps=cfg.head_continuation_steps, seed=cfg.seed, device=device, progress=progress)
-            _write_json(vdir / "head_alone.json", ha)
-            out["head_alone"] = {k: v for k, v in ha.items() if k != "curve"}
+            _write_json(vdir / "head_alone.json", {**ha, "svm_bias": target})
+            out["head_alone"] = {**{k: v for k, v in ha.items() if k != "curve"}, "svm_bias": target}
         except Exception as err:  # noqa: BLE001 - a diagnostic, not the result: recorded, the run goes on
             logger.warning("Head-alone continuation failed: %s", err)
             errors.append(f"head_alone: {type(err).__name__}: {err}")
