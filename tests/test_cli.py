@@ -183,3 +183,17 @@ def test_list_and_reproduce_reach_the_experiments_with_their_own_runners(tmp_pat
     assert (out / "config.json").exists() and (out / "summary.json").exists()
     again = runner.invoke(app, ["reproduce", "forgetting-digits", "--profile", "smoke", "--out", str(out)])
     assert again.exit_code != 0 and "force" in again.output.lower()
+
+
+def test_reproduce_all_writes_the_claims_table(tmp_path, monkeypatch):
+    import nnboundary.experiments as E
+    from nnboundary.experiments import run_experiment
+
+    done = run_experiment("blobs", "smoke", tmp_path / "all" / "blobs", progress=False, overrides={"plots": ()})
+    monkeypatch.setattr(E, "run_all", lambda profile, root, **kw: [("blobs", done), ("disc", ValueError("boom"))])
+    result = invoke("reproduce", "--all", "--profile", "smoke", "--out", str(tmp_path / "all"), "--no-progress")
+    assert result.exit_code == 1  # one experiment failed; the table of the others is still written
+    text = (tmp_path / "all" / "claims.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| blobs |"))
+    assert row.count("|") == 13 and ("supported" in row or "not reached within budget" in row)
+    assert "disc" not in text

@@ -89,6 +89,8 @@ def _user_errors() -> Any:
     """Turn a user error raised inside the block into one line on stderr and exit code 2."""
     try:
         yield
+    except typer.Exit:  # a deliberate exit code (click's Exit is a RuntimeError)
+        raise
     except _USER_ERRORS as err:
         raise _fail(err) from None
 
@@ -242,7 +244,8 @@ def _reproduce_all(profile: str, root: Path, **kwargs: Any) -> None:
         _out().print(f"[bold]Running[/] {escape(_settings_line(cfg, kwargs['device'], target))}", highlight=False)
 
     rows, failures = [], []
-    for name, result in run_all(profile, root, on_start=announce, **kwargs):
+    results = run_all(profile, root, on_start=announce, **kwargs)
+    for name, result in results:
         if isinstance(result, BaseException):
             _err().print(f"[bold red]{name} failed:[/] {escape(str(result))}", highlight=False)
             failures.append(name)
@@ -258,6 +261,11 @@ def _reproduce_all(profile: str, root: Path, **kwargs: Any) -> None:
     for row in rows:
         table.add_row(*row, style="red" if row[1] == "FAILED" else None)
     _out().print(table)
+    done = [result for _, result in results if not isinstance(result, BaseException)]
+    if done:
+        from nnboundary.experiments.report import write_claims
+
+        _out().print(f"Claims table: {write_claims(root, done, profile=profile)}")
     if failures:
         raise typer.Exit(code=1)
 

@@ -16,7 +16,7 @@ from typing import Any
 from nnboundary.analysis import claim_status, claim_verdict
 
 __all__ = ["CLAIMS_HEADERS", "COMPACT_COLUMNS", "TABLE_COLUMNS", "claims_markdown", "claims_rows", "format_value",
-           "profile_differences", "status_of", "summary_rows", "write_report"]
+           "profile_differences", "status_of", "summary_rows", "write_claims", "write_report"]
 
 #: (summary key, column header) of the results table, in order. Columns absent from every row are dropped.
 TABLE_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -166,6 +166,17 @@ def claims_markdown(results: Sequence[Any]) -> str:
     :class:`~nnboundary.experiments.RunResult` or :func:`~nnboundary.experiments.load_run`'s), as markdown."""
     rows = [row for res in results for row in claims_rows(res.name, res.summaries)]
     return _md_table(CLAIMS_HEADERS, rows)
+
+
+def write_claims(root: str | os.PathLike[str], results: Sequence[Any], *, profile: str) -> Path:
+    """Write ``<root>/claims.md``: the claims-at-convergence table of ``results`` (atomically); returns its path."""
+    from nnboundary._jsonio import atomic_write
+
+    path = Path(root) / "claims.md"
+    text = (f"# Claims at the end of training ({profile} profile)\n\nOne row per run (and SVM); verdicts by "
+            "`nnboundary.analysis.claim_verdict`, against the free- and the regularised-bias SVM.\n\n"
+            + claims_markdown(results) + "\n")
+    return atomic_write(path, lambda fh: fh.write(text))
 
 
 def profile_differences(config: Mapping[str, Any], reference: Mapping[str, Any] | None) -> list[str]:
