@@ -181,7 +181,7 @@ def reproduce(
                                                    "with one run directory per experiment (default runs/<profile>)."),
     profile: ProfileName = typer.Option(ProfileName.quick, help="quick: about a minute on 2 CPU cores; paper: the "
                                                                 "original's settings; smoke: seconds (tests); "
-                                                                "converge: train to CE <= 1e-12 or a step budget."),
+                                                                "converge: train to CE <= 1e-250 (float64) or a step budget."),
     out: Optional[Path] = typer.Option(None, help="Run directory (default runs/<name>-<profile>)."),
     seed: Optional[int] = typer.Option(None, help="Seed of data, split, initialisation and batches "
                                                   "(default: the experiment's own)."),

@@ -160,7 +160,7 @@ def test_a_converge_run_reports_why_it_stopped(tmp_path) -> None:
     done = run_experiment(get_experiment("blobs", "converge", steps=400, **kw), out_dir=tmp_path / "a", progress=False)
     row = json.loads((done.run_dir / "summary.json").read_text())["variants"]["main"]
     assert row["stop_reason"] == "target_loss" and row["steps_run"] < row["budget_steps"] == 400
-    assert row["final_loss"] <= 1e-12 and row["target_loss"] == 1e-12
+    assert row["final_loss"] <= CONVERGE_TARGET_LOSS and row["target_loss"] == CONVERGE_TARGET_LOSS
     assert "reached the target loss" in done.report_md()
     short = run_experiment(get_experiment("blobs", "converge", steps=3, **kw), out_dir=tmp_path / "b", progress=False)
     row = json.loads((short.run_dir / "summary.json").read_text())["variants"]["main"]
@@ -178,4 +178,4 @@ def test_every_converge_run_builds_its_optimizer(name):
 
     for label, cfg in get_experiment(name, "converge").expand():
         make_optimizer(cfg.optimizer, [torch.nn.Parameter(torch.zeros(2))], cfg.lr, **cfg.optimizer_kwargs)
-        assert cfg.dtype == "float64" and cfg.batch_size is None and cfg.target_loss == 1e-12, label
+        assert cfg.dtype == "float64" and cfg.batch_size is None and cfg.target_loss == CONVERGE_TARGET_LOSS, label

@@ -63,7 +63,7 @@ from nnboundary.experiments.images import (
 )
 from nnboundary._jsonio import atomic_write, to_jsonable
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import (PROFILES, Kind, KindConfig, Profile, experiment_kind, get_experiment,
+from nnboundary.experiments.registry import (CONVERGE_TARGET_LOSS, PROFILES, Kind, KindConfig, Profile, experiment_kind, get_experiment,
                                              register_kind, register_settings)
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
@@ -105,9 +105,9 @@ _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
 
 #: The simulated network's training in the converge profile: the simulated kind's converge rule
 #: (:func:`nnboundary.experiments.registry.converge_rule`: full batch, Adam warm-up then loss-based steps with
-#: momentum, stop at CE <= 1e-12 or a 20 000-step budget).
+#: momentum, stop at CE <= CONVERGE_TARGET_LOSS or a 20 000-step budget).
 _CONVERGE_NETWORK_TRAIN = {"optimizer": "loss_based", "lr": 0.1, "batch_size": None, "steps": 20_000,
-                           "target_loss": 1e-12, "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 1e-3,
+                           "target_loss": CONVERGE_TARGET_LOSS, "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 1e-3,
                                                                       "switch_loss": 0.5, "momentum": 0.98}}
 
 #: The head-training lengths of the length study (issue 13), see :func:`length_study`.
@@ -138,7 +138,7 @@ def _settings(p: Profile, *, paper_label: str, network: dict[str, Any], network_
                                  smoke={"sgd": {"lr": 0.5}, "momentum": {"lr": 0.05}, "adam": {"lr": 0.01}},
                                  converge={"loss_based": length_study()})}
     return {"label": p.pick(paper=paper_label, quick=QUICK_LABEL, smoke="smoke (seconds; tests only)",
-                            converge="converge (network trained to CE <= 1e-12 or its budget; heads re-initialised and "
+                            converge="converge (network trained to CE <= 1e-250 or its budget; heads re-initialised and "
                                      "trained 10^3 / 10^4 / 10^5 loss-based float64 steps, to the float64 loss floor)"),
             "network": network, "network_seeds": network_seeds, "head": head,
             "figure_optimizer": p.pick(paper="momentum", quick="momentum", converge="loss_based"),

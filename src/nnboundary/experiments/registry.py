@@ -16,7 +16,7 @@ Profiles
 ``smoke``  seconds, for the test suite: tiny widths, tens of points, tens of steps.
 ``converge`` train to the limit the theory speaks of: the quick config, then :func:`converge_rule` in one
            place (full batch, float64, loss-based step size after an Adam warm-up, a deterministic step
-           budget, stop at CE <= 1e-12). An entry changes a number for it with ``p.pick(..., converge=...)``.
+           budget, stop at CE <= 1e-250). An entry changes a number for it with ``p.pick(..., converge=...)``.
 
 A *study* (activations, optimizers, losses, architectures) is one entry with ``variants``: each
 :class:`Variant` overrides a few fields of the base config, and the run reports a comparison table.
@@ -376,8 +376,12 @@ class Profile:
         return quick if smoke is _AS_QUICK else smoke
 
 
-#: The converge profile's stop: training CE at most this (float64 resolves it; see nnboundary.train.losses).
-CONVERGE_TARGET_LOSS = 1e-12
+#: The converge profile's stop: training CE at most this, far past the 1e-12 at which the claim is usually stated
+#: (float64 and ``stable_cross_entropy`` resolve it; the loss floor is 1e-300). Measured: with the loss-based step
+#: size the loss reaches 1e-12 within 60-300 steps on most simulated runs while the features still move (20-100 %
+#: between evaluations); the ReLU arm of the activation study is 7.1° from the regularised-bias SVM at 1e-12,
+#: 0.43° at 1e-50 and 0.16° at 1e-250, a few hundred steps later.
+CONVERGE_TARGET_LOSS = 1e-250
 #: The converge profile's deterministic step budget per run (a study: per variant). Measured on 2 CPU cores
 #: (shared): the quick 2-unit nets do 100-300 loss-based steps/s, so the budget is about 1-4 min per run.
 CONVERGE_STEPS = 20_000
