@@ -4,6 +4,7 @@ rank 0 writes, and a user error on one rank ends both ranks with the one-line me
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -92,4 +93,7 @@ def test_a_user_error_on_one_rank_ends_both_ranks_with_one_line(files):
     assert "on rank 1" in out
     workers = out.split("failed (exitcode")[0]  # what the workers printed, before torchrun's own report
     assert "Traceback" not in workers and workers.count("Error:") == 2
-    assert out.count("exitcode  : 2") == 2  # both ranks ended with the CLI's user-error code
+    # rank 0 ends with the CLI's user-error code; torchrun may stop the other (SIGTERM, -15) before it exits itself,
+    # which depends on timing (seen under load), but no rank crashes
+    codes = re.findall(r"exitcode\s*:\s*(-?\d+)", out)
+    assert "2" in codes and set(codes) <= {"2", "-15"}, codes
