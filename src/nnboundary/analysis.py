@@ -1018,6 +1018,11 @@ def _details(H, y, W, b, V, c, est_reg) -> pd.DataFrame:
             "bias_offset_reg": np.nan if Vr is None else M.bias_offset(W, b, Vr, cr, a, pair),
             "active": _pair_active(H, y, V, c, pair),
         })
+    return _details_frame(rows)
+
+
+def _details_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The ``details`` table (one row per scope: overall and each class pair), margin ratios filled in."""
     df = pd.DataFrame(rows, columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
                                      "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
                                      "bias_offset_reg", "active"])
@@ -1387,12 +1392,7 @@ def _details_streamed(W, b, V, c, est_reg, acc, st: _PairStats, nn_margin: float
             "bias_offset_reg": np.nan if Vr is None else M.bias_offset(W, b, Vr, cr, a, pair),
             "active": bool(st.svm_min[p] <= 1 + _ACTIVE_TOL),
         })
-    df = pd.DataFrame(rows, columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
-                                     "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
-                                     "bias_offset_reg", "active"])
-    df["margin_ratio"] = [M.margin_ratio(a_, b_) if np.isfinite(a_) else np.nan
-                          for a_, b_ in zip(df["margin_nn"].astype(float), df["margin_svm"].astype(float))]
-    return df
+    return _details_frame(rows)
 
 
 def _test_streamed(red: Any, H_test: Any, y_test: Any, W, b, V, c, logits_test: Any) -> dict[str, Any]:
