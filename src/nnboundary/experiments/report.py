@@ -152,7 +152,9 @@ def claims_rows(name: str, summaries: Mapping[str, Mapping[str, Any]]) -> list[l
         ha = s.get("head_alone") or {}
         alone = ("—" if not ha else f"{format_value('a', ha.get('angle_start'))} → "
                  f"{format_value('a', ha.get('angle_end'))} in {ha.get('steps_run', ha.get('steps'))} steps")
-        both = lambda k1, k2: f"{format_value(k1, s.get(k1))} / {format_value(k2, s.get(k2))}"  # noqa: E731
+        def both(k1: str, k2: str, s: Mapping[str, Any] = s) -> str:
+            return f"{format_value(k1, s.get(k1))} / {format_value(k2, s.get(k2))}"
+
         steps = f"{s.get('steps_run', s.get('steps'))} ({s.get('budget_steps', '—')}, {s.get('stop_reason', '—')})"
         rows.append([name, label, format_value("loss", s.get("train_loss", s.get("loss"))), steps,
                      both("angle_deg", "angle_deg_reg"), both("margin_ratio", "margin_ratio_reg"),
