@@ -297,7 +297,7 @@ def _multiclass_cs_vs_ovr(p: Profile) -> ExperimentConfig:
         claim=("Multi-class: the last layer converges to the Crammer-Singer SVM of its features (the argmax "
                "max-margin problem that gradient descent on cross-entropy solves), not to the one-vs-rest SVMs. "
                "The blobs are laid out so that the two differ by >= 10 degrees."),
-        notes=("Variant 2d: FC(W) -> FC(2, tanh), a drawable transformed space; variant 16d: FC(W) -> FC(16, tanh). "
+        notes=("Variant 2d: FC(W) -> FC(2, ReLU), a drawable transformed space; variant 16d: FC(W) -> FC(16, ReLU). "
                "Rows '<variant>/crammer_singer' and '<variant>/ovr' give the angle of the same last layer to each "
                "SVM."))
 

@@ -63,8 +63,9 @@ from nnboundary.experiments.images import (
 )
 from nnboundary._jsonio import atomic_write, to_jsonable
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import (CONVERGE_TARGET_LOSS, PROFILES, Kind, KindConfig, Profile, experiment_kind, get_experiment,
-                                             register_kind, register_settings)
+from nnboundary.experiments.registry import (CONVERGE_STEPS, CONVERGE_TARGET_LOSS, PROFILES, Kind, KindConfig, Profile,
+                                             converge_optimizer, experiment_kind, get_experiment, register_kind,
+                                             register_settings)
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, tf_truncated_normal_, torch_default_
@@ -106,9 +107,7 @@ _BLOBS_DATA = {"name": "blobs_large", "test_fraction": 0.1, "seed": 10}
 #: The simulated network's training in the converge profile: the simulated kind's converge rule
 #: (:func:`nnboundary.experiments.registry.converge_rule`: full batch, Adam warm-up then loss-based steps with
 #: momentum, stop at CE <= CONVERGE_TARGET_LOSS or a 20 000-step budget).
-_CONVERGE_NETWORK_TRAIN = {"optimizer": "loss_based", "lr": 0.1, "batch_size": None, "steps": 20_000,
-                           "target_loss": CONVERGE_TARGET_LOSS, "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 1e-3,
-                                                                      "switch_loss": 0.5, "momentum": 0.98}}
+_CONVERGE_NETWORK_TRAIN = {**converge_optimizer(1e-3), "steps": CONVERGE_STEPS, "target_loss": CONVERGE_TARGET_LOSS}
 
 #: The head-training lengths of the length study (issue 13), see :func:`length_study`.
 HEAD_LENGTHS: tuple[int, ...] = (1_000, 10_000, 100_000)

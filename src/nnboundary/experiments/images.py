@@ -54,8 +54,8 @@ from torch import nn
 
 from nnboundary.data import REAL_DATASETS, ImageDataset, load_real
 from nnboundary.device import resolve_device
-from nnboundary.experiments.registry import (Kind, KindConfig, Profile, deep_merge, get_experiment,
-                                             register_kind, register_settings)
+from nnboundary.experiments.registry import (Kind, KindConfig, Profile, converge_optimizer, deep_merge,
+                                             get_experiment, register_kind, register_settings)
 from nnboundary.experiments.result import KindResult
 from nnboundary.experiments.rundir import RunDir, default_run_dir
 from nnboundary.models import build_model, dead_units, list_models, model_parameters
@@ -117,9 +117,8 @@ _QUICK_TRAIN = {"optimizer": "adam", "lr": 3e-3, "batch_size": 32, "epochs": 30,
 #: accuracy and 0.25 deg to the SVM; the budget is therefore 200 steps (~9 min at that rate; not measured).
 CONVERGE_IMAGE_STEPS = 200
 CONVERGE_IMAGE_N = 300
-_CONVERGE_TRAIN = {"optimizer": "loss_based", "lr": 0.1, "batch_size": None, "steps": CONVERGE_IMAGE_STEPS,
-                   "loss": "cross_entropy", "target_loss": 1e-12,
-                   "optimizer_kwargs": {"warmup": "adam", "warmup_lr": 3e-3, "switch_loss": 0.5, "momentum": 0.98}}
+_CONVERGE_TRAIN = {**converge_optimizer(3e-3), "steps": CONVERGE_IMAGE_STEPS, "loss": "cross_entropy",
+                   "target_loss": 1e-12}
 _CONVERGE_LABEL = "converge (quick network and images, full batch, loss-based step; stop at CE <= 1e-12 or budget)"
 
 

@@ -51,6 +51,7 @@ __all__ = [
     "experiment_kind",
     "get_experiment",
     "get_kind",
+    "converge_optimizer",
     "converge_rule",
     "CONVERGE_TARGET_LOSS",
     "CONVERGE_STEPS",
@@ -390,6 +391,14 @@ CONVERGE_STEPS = 20_000
 CONVERGE_HEAD_STEPS = 2_000
 
 
+def converge_optimizer(warmup_lr: float = 1e-3) -> dict[str, Any]:
+    """The converge profile's training step, the one definition every kind uses: full batch, ``loss_based`` with
+    initial ``alpha`` 0.1 after an Adam warm-up at ``warmup_lr`` until the loss is <= 0.5, heavy-ball momentum 0.98
+    (see :class:`nnboundary.train.LossBasedGD` for why the warm-up and the momentum)."""
+    return {"optimizer": "loss_based", "lr": 0.1, "batch_size": None,
+            "optimizer_kwargs": {"warmup": "adam", "warmup_lr": float(warmup_lr), "switch_loss": 0.5, "momentum": 0.98}}
+
+
 def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> ExperimentConfig:
     """The converge profile of a simulated experiment, in one place.
 
@@ -409,9 +418,7 @@ def converge_rule(quick: ExperimentConfig, converge: ExperimentConfig) -> Experi
     """
     warmup_lr = quick.lr if quick.optimizer == "adam" else 1e-3
     rule: dict[str, Any] = {
-        "batch_size": None, "dtype": "float64", "optimizer": "loss_based", "lr": 0.1,
-        "optimizer_kwargs": {"warmup": "adam", "warmup_lr": warmup_lr, "switch_loss": 0.5, "momentum": 0.98},
-        "steps": CONVERGE_STEPS, "target_loss": CONVERGE_TARGET_LOSS, "track": "log",
+        **converge_optimizer(warmup_lr), "dtype": "float64", "steps": CONVERGE_STEPS, "target_loss": CONVERGE_TARGET_LOSS, "track": "log",
         "head_continuation_steps": CONVERGE_HEAD_STEPS,
     }
     keep = {k: v for k, v in rule.items() if getattr(converge, k) == getattr(quick, k)}

@@ -176,7 +176,8 @@ def write_claims(root: str | os.PathLike[str], results: Sequence[Any], *, profil
 
     path = Path(root) / "claims.md"
     text = (f"# Claims at the end of training ({profile} profile)\n\nOne row per run (and SVM); verdicts by "
-            "`nnboundary.analysis.claim_verdict`, against the free- and the regularised-bias SVM.\n\n"
+            "`nnboundary.analysis.claim_verdict`, against the free- and the regularised-bias SVM. The settings of each "
+            "run: `<experiment>/config.json` beside this file.\n\n"
             + claims_markdown(results) + "\n")
     return atomic_write(path, lambda fh: fh.write(text))
 
