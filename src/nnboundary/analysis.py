@@ -463,6 +463,9 @@ def _svm_progress(est: Any, label: str | None):
     bar = tqdm(desc=label, unit="round", leave=True)
 
     def report(info):
+        if getattr(info, "stage", "round") == "seed":
+            bar.set_postfix_str(info.method, refresh=True)
+            return
         bar.update(1)
         bar.set_postfix_str(f"{info.n_working} units, {info.n_violators} violators, "
                             f"max violation {info.max_violation:.1e}, gap ≤ {info.gap:.1e}")

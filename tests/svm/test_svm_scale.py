@@ -228,12 +228,23 @@ def test_progress_reports_every_round(capsys):
     X, y = collapse_like(2000, 16, 4, seed=7)
     seen = []
     clf = MaxMarginClassifier(progress=seen.append, verbose=1).fit(X, y)
-    assert len(seen) == clf.n_iter_ and all(isinstance(r, RoundProgress) for r in seen)
-    assert [r.round for r in seen] == list(range(1, clf.n_iter_ + 1))
-    last = seen[-1]
+    assert all(isinstance(r, RoundProgress) for r in seen)
+    seed, rounds = seen[0], seen[1:]  # 6000 units: too many to solve whole, so a first-order seed runs first
+    assert seed.stage == "seed" and seed.round == 0 and "seed: L-BFGS on 2000 rows" in seed.method
+    assert len(rounds) == clf.n_iter_ and all(r.stage == "round" for r in rounds)
+    assert [r.round for r in rounds] == list(range(1, clf.n_iter_ + 1))
+    last = rounds[-1]
     assert last.n_violators == 0 and last.max_violation <= clf.tol and last.gap <= 1e-6
     assert "Crammer" in last.problem and "IPM" in last.method
-    assert "[MaxMarginClassifier]" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "[MaxMarginClassifier]" in err and "seed: L-BFGS" in err.splitlines()[0]
+
+
+def test_a_problem_solved_whole_reports_no_seed():
+    X, y = collapse_like(100, 4, 3, seed=1)  # 200 units: one QP on all of them, no seed
+    seen = []
+    clf = MaxMarginClassifier(progress=seen.append).fit(X, y)
+    assert [r.stage for r in seen] == ["round"] * clf.n_iter_
 
 
 def test_not_separable_is_still_certified():

@@ -153,8 +153,9 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         largest violation, optimality-gap bound, QP method, elapsed seconds), as scikit-learn estimators do.
     progress : callable or None, default=None
         Called after every working-set round with a :class:`~nnboundary.svm.RoundProgress` (its ``problem``
-        field says which QP: the binary one, a one-vs-rest class, or Crammer–Singer). The CLI and ``analyze``
-        use it for their progress bars.
+        field says which QP: the binary one, a one-vs-rest class, or Crammer–Singer), and once before the
+        first-order seed of a large problem starts (``stage="seed"``, ``round=0``; on a large head the seed alone
+        can take minutes). The CLI and ``analyze`` use it for their progress bars.
 
     Notes
     -----
@@ -396,7 +397,10 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
 
         def report(info):
             info = dataclasses.replace(info, problem=what)
-            if self.verbose:
+            if self.verbose and info.stage == "seed":
+                print(f"[MaxMarginClassifier] {what}: {info.method} (one first-order pass before round 1; "
+                      f"{info.elapsed_s:.1f} s)", file=sys.stderr, flush=True)
+            elif self.verbose:
                 print(f"[MaxMarginClassifier] {what}: round {info.round}, {info.n_working} units, "
                       f"{info.n_violators} violators, max violation {info.max_violation:.1e}, gap ≤ {info.gap:.1e}, "
                       f"{info.method}, {info.elapsed_s:.1f} s", file=sys.stderr, flush=True)

@@ -72,7 +72,10 @@ class RoundProgress:
     by more than tol; max_violation: the largest violation over all units; gap: an upper bound on how far the
     round's objective is from the optimum (hard margin: ½‖W‖²·(1/g_min² − 1) when the smallest margin g_min over all
     units is positive, else inf; soft margin: full primal minus the restricted optimum); method: which QP solver
-    ran; elapsed_s: seconds since the fit started; problem: which QP (set by the estimator).
+    ran; elapsed_s: seconds since the fit started; problem: which QP (set by the estimator); stage: "round" for a
+    working-set round, "seed" for the one report made before the first-order seed starts (round 0, empty working
+    set, violations unknown = inf; ``method`` says which seed on how many rows): on a large head that seed alone can
+    take minutes, and it must not be a silence.
     """
 
     round: int
@@ -83,6 +86,7 @@ class RoundProgress:
     method: str
     elapsed_s: float
     problem: str = ""
+    stage: str = "round"
 
 
 def _dual_regime(problem: MarginProblem) -> bool:
@@ -117,7 +121,7 @@ def seed_problem(problem: MarginProblem) -> MarginProblem | None:
 
 
 def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | None = None,
-               C: float | None = None) -> np.ndarray:
+               C: float | None = None, announce=None) -> np.ndarray:
     """First working set.
 
     A small problem (at most 1000 units) is solved whole: one interior-point solve costs less than the warm start
@@ -128,6 +132,7 @@ def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | Non
     ``size`` smallest; for the dual one (see :func:`_dual_regime`) those below ``_SEED_MARGIN``, at least
     ``min(size // 4, 500)`` and at most ``size`` (ties to the smaller unit id); for Crammer–Singer also, per class,
     the smallest-margin unit of its samples. The margins of all units are one chunked pass (``_scan``).
+    ``announce(text)`` (optional) is called with what the seed is about to run, before it runs.
     """
     per = problem.units_per_sample
     n_valid = problem.n_valid_units
@@ -140,6 +145,10 @@ def seed_units(problem: MarginProblem, size: int, init_samples: np.ndarray | Non
         if len(np.unique(problem.y[units // per])) > 1:  # a one-class seed says nothing about the boundary
             return units
     rows = seed_problem(problem)  # gathered on every rank (a collective); the seed itself is computed once
+    if announce is not None:
+        how = "liblinear dual coordinate descent" if _dual_regime(problem) else "L-BFGS"
+        n_rows = rows.n_samples if rows is not None else min(problem.n_samples, seed_rows(problem.n_features))
+        announce(f"seed: {how} on {n_rows} rows × {problem.n_features} features, {problem.n_blocks} blocks")
     W, b = on_rank0(problem.source, functools.partial(approximate_solution, rows, C, tight=_dual_regime(problem)))
     found = scan(problem, W, b, n_low=size, below=_SEED_MARGIN)
     below = found.n_below if _dual_regime(problem) else size
@@ -172,7 +181,9 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     (``_shards.chunk_rows``) plus the QP's (see ``_qp.restricted_costs``).
     """
     start = time.perf_counter()
-    S = seed_units(problem, seed_size, init_samples, C)
+    announce = None if progress is None else (lambda text: progress(RoundProgress(
+        0, 0, 0, np.inf, np.inf, text, time.perf_counter() - start, stage="seed")))
+    S = seed_units(problem, seed_size, init_samples, C, announce)
     idle = np.zeros(len(S), dtype=np.int64)  # consecutive rounds each unit of S was inactive
     dropped = np.zeros(0, dtype=np.int64)  # units that left S once (sorted): if they come back, they stay
     rounds = 0
