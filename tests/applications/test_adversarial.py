@@ -168,9 +168,12 @@ def test_svm_margin_objective_is_minus_feature_distance(setup):
 
 
 # ------------------------------------------------------------------------------------------ full run
-def test_run_adversarial_smoke_writes_consistent_tables(tmp_path):
+def test_run_adversarial_smoke_writes_consistent_tables(tmp_path, capsys):
     cfg = get_experiment("adversarial-digits", "smoke").settings
-    res = run_adversarial(cfg, tmp_path / "adv")
+    res = run_adversarial(cfg, tmp_path / "adv", progress=True)
+    bar = capsys.readouterr().err  # a bar over each seed's stages, naming the one in progress
+    n_stages = 3 * len(res.summary["per_seed"])
+    assert f"{n_stages}/{n_stages}" in bar and "attacking" in bar
     for name in ("config.json", "points.csv", "curves.csv", "curves_summary.csv", "quantiles.csv",
                  "quantiles_summary.csv", "support_vs_rest.csv", "summary.json", "report.md", "metrics.jsonl", "figures/robustness.png"):
         assert (tmp_path / "adv" / name).stat().st_size > 0

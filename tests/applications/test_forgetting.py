@@ -243,7 +243,7 @@ def _tiny_config() -> dict:
     return cfg
 
 
-def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
+def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path, capsys):
     cfg = _tiny_config()
     a = run_forgetting(cfg, tmp_path / "run")
     for name in ("config.json", "per_task.csv", "per_class.csv", "summary.csv", "summary.json", "report.md", "metrics.jsonl", "figures/forgetting.png"):
@@ -259,7 +259,10 @@ def test_run_forgetting_writes_tables_and_is_deterministic(tmp_path):
     assert final["paired"]["svm-random"]["n"] == 2 and "svm_fc-svm" in final["paired"]
     assert set(final["strategies"]) == set(cfg["strategies"])
 
-    b = run_forgetting(cfg, None, seeds=[1])                       # seed 1 alone gives the same numbers
+    capsys.readouterr()
+    b = run_forgetting(cfg, None, seeds=[1], progress=True)        # seed 1 alone gives the same numbers
+    bar = capsys.readouterr().err                                   # and a bar that names the run in progress
+    assert "5/5" in bar and "seed 1: joint" in bar
     cols = [c for c in a.per_task.columns if c != "seconds"]
     pd.testing.assert_frame_equal(a.per_task.loc[a.per_task["seed"] == 1, cols].reset_index(drop=True),
                                   b.per_task[cols])

@@ -37,6 +37,29 @@ def seed_list(seeds: int | Sequence[int] | None, default: Sequence[int]) -> list
     return [int(s) for s in out]
 
 
+class _NoBar:
+    """What :func:`work_bar` returns when progress is off: the calls a bar gets, doing nothing."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def work_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over ``total`` units of an application's work (seeds × strategies, seeds × stages), or a
+    do-nothing stand-in when ``enabled`` is False (``--no-progress``, tests)."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+
 # -------------------------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class Arrays:

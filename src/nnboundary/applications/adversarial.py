@@ -49,6 +49,7 @@ from nnboundary.applications._common import (
     load_arrays,
     mnist_network,
     seed_list,
+    work_bar,
     write_csv,
     write_json,
     write_jsonl,
@@ -588,8 +589,13 @@ def _train_model(model: nn.Module, X: np.ndarray, y: np.ndarray, tr: Mapping[str
         device=dev, progress=False)
 
 
-def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -> dict[str, Any]:
+_SEED_STAGES = 3  # training + SVM, the attacks on test points, the attacks on training points
+
+
+def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device, bar: Any) -> dict[str, Any]:
+    """One seed's facts, curves, quantiles and points; ``bar`` (see ``work_bar``) advances by its stages."""
     att = cfg["attack"]
+    bar.set_postfix_str(f"seed {seed}: training")
     model, flatten = build_network(cfg["model"], data.x_train.shape[1:], len(data.classes), seed)
     flat = (lambda a: a.reshape(len(a), -1)) if flatten else (lambda a: a)
     Xtr, Xte = flat(data.x_train), flat(data.x_test)
@@ -610,6 +616,7 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
              "svm_margin": float(svm.margin_), "nn_margin": M.normalized_margin(H, data.y_train, W, b),
              "agreement_test": M.agreement(M.predict_classes(Ht, W, b), M.predict_classes(Ht, V, c)),
              "train_seconds": time.perf_counter() - t0}
+    bar.update(1)
     rng = np.random.default_rng([seed, 7])
     tables = []
     for part, Xs, Hs, ys, Zs, n_pick in (("test", Xte, Ht, data.y_test, Zt, att["n_points"]),
@@ -627,6 +634,7 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
                             "nn_dist": feature_distance(Hs[idx], y_sel, W, b),
                             "nn_norm_margin": M.functional_margins(Hs[idx], y_sel, W, b) / M.margin_norm(W),
                             "is_support": np.isin(idx, svm.support_) if part == "train" else False})
+        bar.set_postfix_str(f"seed {seed}: attacking {len(idx)} {part} points")
         p = next(model.parameters())
         Xt = torch.as_tensor(Xs[idx]).to(device=dev, dtype=p.dtype)
         yt = torch.as_tensor(y_sel).to(dev)
@@ -658,6 +666,7 @@ def _run_seed(cfg: Mapping[str, Any], data: Any, seed: int, dev: torch.device) -
         else:
             pts["quantile"] = -1
         tables.append(pts)
+        bar.update(1)
     points = pd.concat(tables, ignore_index=True)
     return {"facts": facts, "points": points, "curves": curves, "quantiles": quant,
             "support_vs_rest": _support_table(points[points["part"] == "train"], att, seed),
@@ -722,7 +731,7 @@ def _check_config(cfg: Mapping[str, Any]) -> None:
 def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None = None, *,
                     seeds: int | Sequence[int] | None = None, device: str | torch.device = "cpu",
                     profile: str = "quick", data_dir: str | Path | None = None,
-                    force: bool = False) -> AdversarialResult:
+                    force: bool = False, progress: bool = False) -> AdversarialResult:
     """Train, fit the SVM on the features, attack, and relate vulnerability to the feature-space margin.
 
     For each seed: train the network on the training set, fit the max-margin SVM on its training features
@@ -747,6 +756,8 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
         Overrides ``config["data"]["data_dir"]``.
     force : bool, default=False
         Overwrite results already in ``out_dir``.
+    progress : bool, default=False
+        A bar over the seeds' stages (training and SVM, the test-point attacks, the training-point attacks).
 
     Returns
     -------
@@ -776,7 +787,9 @@ def run_adversarial(config: Mapping[str, Any] | str, out_dir: str | Path | None 
         if path is not None:
             write_json(path / "config.json", {**cfg, "device": str(dev), "data_info": data.info,
                                               "pixel_range": data.pixel_range})
-        runs = [_run_seed(cfg, data, s, dev) for s in seed_values]
+        bar = work_bar(_SEED_STAGES * len(seed_values), cfg.get("name", "adversarial"), progress)
+        runs = [_run_seed(cfg, data, s, dev, bar) for s in seed_values]
+        bar.close()
         facts = pd.DataFrame([r["facts"] for r in runs])
         curves = pd.concat([r["curves"] for r in runs], ignore_index=True)
         quantiles = pd.concat([r["quantiles"] for r in runs], ignore_index=True)
@@ -823,7 +836,7 @@ def run(cfg: KindConfig, run_dir: str | Path, *, device: str = "cpu", data_dir: 
         force: bool = False) -> KindResult:
     """The adversarial kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
     return run_adversarial(copy.deepcopy(cfg.settings), run_dir, seeds=cfg.seed, device=device, data_dir=data_dir,
-                   force=force).as_kind_result()
+                           force=force, progress=progress).as_kind_result()
 
 
 def _validate_settings(cfg: dict[str, Any]) -> None:

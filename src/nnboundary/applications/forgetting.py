@@ -71,6 +71,7 @@ from nnboundary.applications._common import (
     load_arrays,
     mnist_network,
     seed_list,
+    work_bar,
     write_csv,
     write_json,
     write_jsonl,
@@ -799,7 +800,7 @@ def _settings_with_defaults(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None = None, *,
                    seeds: int | Sequence[int] | None = None, device: str | torch.device = "cpu",
                    profile: str = "quick", data_dir: str | Path | None = None,
-                   force: bool = False) -> ForgettingResult:
+                   force: bool = False, progress: bool = False) -> ForgettingResult:
     """Run a class-incremental experiment for every strategy and seed; write tables and a figure.
 
     Parameters
@@ -819,6 +820,8 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
         Overrides ``config["data"]["data_dir"]`` (where MNIST is found).
     force : bool, default=False
         Overwrite results already in ``out_dir``.
+    progress : bool, default=False
+        A bar over the (seed, strategy) runs, naming the one in progress.
 
     Returns
     -------
@@ -851,10 +854,13 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
         if path is not None:
             write_json(path / "config.json", {**cfg, "device": str(dev), "data_info": split.info})
         task_rows, class_rows = [], []
+        bar = work_bar(len(seed_values) * len(strategies), cfg.get("name", "forgetting"), progress)
         for seed in seed_values:
+            bar.set_postfix_str(f"seed {seed}: first task")
             base, flatten = build_network(cfg["model"], split.x_train.shape[1:], split.n_classes, seed)
             first_acc = train_first_task(base, split, settings, seed=seed, device=dev, flatten=flatten)
             for strategy in strategies:
+                bar.set_postfix_str(f"seed {seed}: {strategy}")
                 model = copy.deepcopy(base)
                 records = run_strategy(split, strategy, model, settings, seed=seed, device=dev, flatten=flatten,
                                        first_task_trained=True)
@@ -863,6 +869,8 @@ def run_forgetting(config: Mapping[str, Any] | str, out_dir: str | Path | None =
                 task_rows += tr
                 class_rows += cl
                 log.info("seed %d %s: final avg acc %.4f", seed, strategy, tr[-1]["avg_acc"])
+                bar.update(1)
+        bar.close()
         per_task, per_class = pd.DataFrame(task_rows), pd.DataFrame(class_rows)
         summary, final = summarize_forgetting(per_task)
         result = ForgettingResult(per_task, per_class, summary, final, cfg, None if rd is None else rd.path,
@@ -908,7 +916,7 @@ def run(cfg: KindConfig, run_dir: str | Path, *, device: str = "cpu", data_dir: 
         force: bool = False) -> KindResult:
     """The forgetting kind's runner (see :func:`nnboundary.experiments.run_experiment`)."""
     return run_forgetting(copy.deepcopy(cfg.settings), run_dir, seeds=cfg.seed, device=device, data_dir=data_dir,
-                   force=force).as_kind_result()
+                          force=force, progress=progress).as_kind_result()
 
 
 def _validate_settings(cfg: dict[str, Any]) -> None:
