@@ -307,3 +307,20 @@ def test_the_dual_regime_loop_reaches_a_certificate_from_a_poor_seed(monkeypatch
         for unit in before - after:
             removals[unit] = removals.get(unit, 0) + 1
     assert max(removals.values(), default=0) <= 1  # nobody leaves twice
+
+
+def test_a_long_restricted_qp_is_announced_once(monkeypatch):
+    """A round whose exact QP is estimated to take long says so (once per fit), and the fit still certifies."""
+    import nnboundary.svm._working_set as ws
+
+    X, y = collapse_like(2000, 16, 4, seed=7)
+    monkeypatch.setattr(ws, "_LONG_QP_S", 0.0)  # every QP counts as long here
+    with pytest.warns(UserWarning, match="constraint units") as record:
+        clf = MaxMarginClassifier().fit(X, y)
+    assert sum("constraint units" in str(w.message) for w in record) == 1 and clf.max_violation_ <= clf.tol
+
+
+def test_no_long_qp_warning_on_an_ordinary_fit(recwarn):
+    X, y = collapse_like(2000, 16, 4, seed=7)
+    MaxMarginClassifier().fit(X, y)
+    assert not [w for w in recwarn if "constraint units" in str(w.message)]

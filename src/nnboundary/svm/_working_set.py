@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from nnboundary.svm._problem import MarginProblem
-from nnboundary.svm._qp import _LP_INFEASIBLE, QPSolverError, solve_restricted
+from nnboundary.svm._qp import _LP_INFEASIBLE, QPSolverError, restricted_costs, solve_restricted
 from nnboundary.svm._scan import Scan, scan
 from nnboundary.svm._separability import is_separable
 from nnboundary.svm._warm_start import approximate_solution
@@ -62,6 +63,9 @@ _WHOLE_PROBLEM_UNITS = 1000  # up to this many units, the first QP is the whole 
 _SEED_MARGIN = 1.005  # units whose margin under the approximate solution is below this seed the working set
 _PRIMAL_VARIABLES = 2500  # up to this many QP variables (K·(d+1)) the primal method is the cheap one
 _CLEARLY_INACTIVE = 1e-3  # an inactive unit this far above the margin leaves the working set after one round
+_LONG_QP_S = 600.0  # a restricted QP estimated to take longer than this is announced with a warning
+_ASSUMED_FLOPS = 1e10  # flop rate of one core for that estimate (the QPs run with one BLAS thread)
+_TYPICAL_ITERATIONS = 30  # interior-point iterations of a restricted QP (measured 15-40)
 
 
 @dataclass(frozen=True)
@@ -186,10 +190,11 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
     S = seed_units(problem, seed_size, init_samples, C, announce)
     idle = np.zeros(len(S), dtype=np.int64)  # consecutive rounds each unit of S was inactive
     dropped = np.zeros(0, dtype=np.int64)  # units that left S once (sorted): if they come back, they stay
-    rounds = 0
+    rounds, warned = 0, False
     while True:
         rounds += 1
         view = problem.restricted(np.unique(problem.unit_samples(S)))
+        warned = warned or _warn_if_long(view, S, rounds)
         qp, dual = on_rank0(problem.source, functools.partial(_restricted_step, view, S, C, tol))
         if qp.infeasible:
             return _infeasible_result(qp, S, rounds)
@@ -213,6 +218,24 @@ def solve_working_set(problem: MarginProblem, *, C: float | None, tol: float, ma
         dropped = np.union1d(dropped, S[~keep])
         S, order = np.unique(np.concatenate([S[keep], outside]), return_index=True)
         idle = np.concatenate([idle[keep], np.zeros(len(outside), dtype=np.int64)])[order]
+
+
+def _warn_if_long(view: MarginProblem, S: np.ndarray, round_: int) -> bool:
+    """Warn (once per fit, on every rank) when the restricted QP of this round is estimated to take longer than
+    ``_LONG_QP_S``: the cheaper method's flops per iteration (``_qp.restricted_costs``) times
+    ``_TYPICAL_ITERATIONS`` at ``_ASSUMED_FLOPS``. Returns whether it warned. An estimate, said to be one: the point
+    is that a fit which has become hours long says so and why, instead of only slowing down."""
+    flops = min(cost for cost, _ in restricted_costs(view, S).values()) * _TYPICAL_ITERATIONS
+    seconds = flops / _ASSUMED_FLOPS
+    if seconds <= _LONG_QP_S:
+        return False
+    warnings.warn(
+        f"Round {round_} of the max-margin fit solves an exact QP on {len(S)} constraint units: about {flops:.1e} "
+        f"flops, roughly {seconds / 60:.0f} min at {_ASSUMED_FLOPS / 1e9:.0f} GFLOP/s, and later rounds can be "
+        "larger. The solver's cost follows the number of active (point, rival class) pairs, and heads with tens of "
+        "thousands of them (e.g. K=1000 classes) are beyond it on one machine. To make it smaller: fit a subset of "
+        "the classes, or fewer points per class.", UserWarning, stacklevel=5)
+    return True
 
 
 def on_rank0(source, step):
