@@ -568,6 +568,27 @@ def test_loss_based_gd_grows_alpha_keeps_loss_decreasing_and_resumes(tmp_path):
     _assert_same_state(model.state_dict(), resumed.state_dict())
 
 
+def test_loss_based_gd_trial_passes_leave_batchnorm_statistics_alone():
+    """The line search's extra forward passes run in train mode; BatchNorm's running statistics must still see
+    each step's batch once, however many tries a step took."""
+    X, y = _blobs(40)
+
+    def bn_net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(2, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+
+    model = bn_net()
+    fit(model, X, y, optimizer="loss_based", lr=100.0, steps=1, progress=False)  # lr 100: several failed tries
+    reference = bn_net()
+    reference.train()
+    with torch.no_grad():
+        reference(torch.as_tensor(X, dtype=torch.float32))  # the step's one train-mode pass
+    bn, ref = model[1], reference[1]
+    assert int(bn.num_batches_tracked) == 1
+    torch.testing.assert_close(bn.running_mean, ref.running_mean, rtol=0, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, ref.running_var, rtol=0, atol=1e-6)
+
+
 def test_loss_based_gd_rolls_back_a_failed_step():
     w = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
     opt = make_optimizer("loss_based", [w], lr=100.0)        # alpha / L * grad = 100: overshoots

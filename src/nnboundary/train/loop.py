@@ -939,15 +939,24 @@ def _loss_closure(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor],
     """``closure()`` for optimizers that re-evaluate the loss: the loss at the current parameters.
 
     The first call returns ``current`` (already computed for this step); later calls run a forward pass
-    without gradient on the same batch.
+    without gradient on the same batch. Those extra passes leave the model's buffers as they found them: in
+    train mode a BatchNorm layer would otherwise fold every trial step's batch statistics into its running
+    mean and variance (and count it in ``num_batches_tracked``), so the running statistics after a step would
+    depend on how many tries the line search took. The loss itself is the train-mode loss the gradient was
+    taken on. Cost per extra pass: one copy of the buffers (BatchNorm's: 2 values per channel).
     """
     pending = [current.detach()]
+    buffers = [b for b in model.buffers() if b is not None]
 
     def closure() -> Tensor:
         if pending:
             return pending.pop()
+        saved = [b.clone() for b in buffers]
         with torch.no_grad():
-            return loss_fn(model(xb), yb).detach()
+            loss = loss_fn(model(xb), yb).detach()
+            for b, old in zip(buffers, saved):
+                b.copy_(old)
+        return loss
 
     return closure
 

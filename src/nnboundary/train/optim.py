@@ -64,8 +64,10 @@ class LossBasedGD(torch.optim.Optimizer):
     ``lr`` is the initial ``alpha``; the current one is ``param_groups[0]["lr"]`` (saved and restored
     with the optimizer's state dict, so a resumed run continues exactly), ``phase`` (``"warmup"`` or
     ``"loss_based"``), ``failed_tries`` (all failed tries so far) and ``last_tries`` (tries of the last step)
-    sit beside it. Meant for full-batch training of models without BatchNorm or dropout: the closure's
-    forward passes run in train mode.
+    sit beside it. Meant for full-batch training: the closure's forward passes run in train mode, on the
+    batch the gradient was taken on. The Trainer's closure restores the model's buffers after each extra pass,
+    so BatchNorm's running statistics see each step's batch once; dropout, which draws a new mask per pass,
+    makes the loss comparison noisy (our image models have none).
 
     Parameters
     ----------
