@@ -233,3 +233,25 @@ def test_an_error_of_the_restricted_qp_on_rank_0_is_raised_on_every_rank(monkeyp
         fit_on_ranks(MaxMarginClassifier, split(X, y, [150, 300]))
     assert len(fit_on_ranks.errors) == 3
     assert all(isinstance(e, InsufficientMemoryError) for e in fit_on_ranks.errors)
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_predict_and_scores_of_a_memmap_are_chunked_and_equal_in_memory(tmp_path, monkeypatch, K):
+    """predict / decision_function of memory-mapped features read them chunk by chunk (never whole) and give the
+    in-memory answers; a wrong width is one clear error."""
+    X, y = collapse_like(700, 6, K, seed=K)
+    clf = MaxMarginClassifier().fit(X, y)
+    labels, scores = clf.predict(X), clf.decision_function(X)  # in memory
+    mm = as_memmap(tmp_path, X)
+    import nnboundary.svm._estimator as estimator
+    monkeypatch.setattr(estimator, "validate_data", None)  # a streamed X is never validated (copied) whole
+    monkeypatch.setattr(estimator, "chunk_rows", lambda bytes_per_row, budget=None: 64)
+    read = []
+    real_check = estimator.check_array
+    monkeypatch.setattr(estimator, "check_array", lambda a, **kw: read.append(len(a)) or real_check(a, **kw))
+    np.testing.assert_array_equal(clf.predict(mm), labels)
+    assert max(read) <= 64 and sum(read) == len(X)
+    np.testing.assert_allclose(clf.decision_function(mm), scores, rtol=1e-12, atol=1e-12)
+    narrow = np.lib.format.open_memmap(tmp_path / "narrow.npy", mode="w+", dtype=np.float64, shape=(10, 5))
+    with pytest.raises(ValueError, match="expecting 6 features"):
+        clf.predict(narrow)

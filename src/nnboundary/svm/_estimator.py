@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from nnboundary.svm._backend import DeviceFeatures, is_device_array, to_host
 from nnboundary.svm._memory import FALLBACK_BYTES, check_memory
@@ -452,14 +452,45 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
 
     # -- prediction -----------------------------------------------------------------------------------------------
     def decision_function(self, X):
-        """Scores: shape (n_samples,) for two classes (positive → ``classes_[1]``), else (n_samples, n_classes)."""
+        """Scores: shape (n_samples,) for two classes (positive → ``classes_[1]``), else (n_samples, n_classes).
+
+        A memory-mapped (or other streamed) ``X`` is read chunk by chunk, never whole; the (n, K) scores it
+        returns are checked against the memory available before they are allocated."""
         check_is_fitted(self)
-        X = validate_data(self, X, dtype=np.float64, reset=False)
+        if not _is_streamed(X):
+            X = validate_data(self, X, dtype=np.float64, reset=False)
+            return self._scores(X)
+        n_blocks = self.coef_.shape[0]
+        check_memory(8.0 * X.shape[0] * n_blocks, f"The scores of {X.shape[0]} points × {n_blocks} classes",
+                     "Call predict (which keeps only the labels) or pass the rows in parts.")
+        out = np.empty((X.shape[0], n_blocks) if n_blocks > 1 else (X.shape[0],))
+        for start, rows in self._streamed_rows(X):
+            out[start:start + len(rows)] = self._scores(rows)
+        return out
+
+    def predict(self, X):
+        """Predicted labels, shape (n_samples,), taken from ``classes_``. A streamed ``X`` (e.g. ``np.load(...,
+        mmap_mode="r")``) is scored chunk by chunk: memory O(chunk · K), not O(n · (d + K))."""
+        if not _is_streamed(X):
+            return self._labels(self.decision_function(X))
+        check_is_fitted(self)
+        return np.concatenate([self._labels(self._scores(rows)) for _, rows in self._streamed_rows(X)]
+                              or [self.classes_[:0]])
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
         scores = X @ self.coef_.T + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
-    def predict(self, X):
-        """Predicted labels, shape (n_samples,), taken from ``classes_``."""
-        scores = self.decision_function(X)
+    def _labels(self, scores: np.ndarray) -> np.ndarray:
         idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)
         return self.classes_[idx]
+
+    def _streamed_rows(self, X):
+        """(first row, float64 rows) of a streamed X in chunks of at most ``_shards.CHUNK_BYTES``; each chunk is
+        validated as ``validate_data`` would validate the whole (finite numbers, the fitted width)."""
+        if len(X.shape) != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has shape {tuple(X.shape)}, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        step = chunk_rows(8.0 * (2 * X.shape[1] + self.coef_.shape[0]))
+        for start in range(0, X.shape[0], step):
+            yield start, check_array(np.asarray(X[start:start + step]), dtype=np.float64)
