@@ -307,6 +307,13 @@ def test_resumed_training_gives_the_rows_of_an_uninterrupted_run(tmp_path):
     assert drop(resumed) == drop(full)
     assert full[0]["svm_step_angle_deg"] is None and full[-1]["feature_change"] > 0  # NaN is written as null
 
+    # a run that stopped after its last checkpoint (step 10) but whose file already holds later rows: resumed, it
+    # evaluates steps 20 and 50 again, and the file ends with each step once, as in the uninterrupted run
+    run(tmp_path / "late", 10)
+    (tmp_path / "late" / "metrics.jsonl").write_text((tmp_path / "full" / "metrics.jsonl").read_text())
+    late = run(tmp_path / "late", 50, resume=True)
+    assert [r["step"] for r in late] == [0, 1, 2, 5, 10, 20, 50] and drop(late) == drop(full)
+
 
 def test_alignment_rates_fit_both_clocks_and_say_whether_they_hold():
     from nnboundary.tracking import alignment_rates

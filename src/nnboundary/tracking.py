@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from nnboundary import distributed
-from nnboundary._jsonio import to_jsonable
+from nnboundary._jsonio import atomic_write, to_jsonable
 from nnboundary.analysis import analyze
 from nnboundary.metrics import direction_angle, fit_inverse_log, inverse_log_fit_holds
 from nnboundary.train import TrainCallback
@@ -374,7 +374,8 @@ class AlignmentTracker(TrainCallback):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output (the jsonl file is left as it is).
+        """Restore :meth:`state_dict` output; ``metrics.jsonl`` is cut back to its records (see
+        ``_match_file_to_records``).
 
         Under torch.distributed a collective: rank 0's ``state`` is installed on every rank (the others' is
         ignored), so all ranks continue from the same records and warm starts.
@@ -392,6 +393,21 @@ class AlignmentTracker(TrainCallback):
         V, H = state.get("previous_svm"), state.get("previous_features")
         self._prev_svm = None if V is None else np.asarray(V, dtype=np.float64)
         self._prev_features = None if H is None else np.asarray(H, dtype=np.float64)
+        self._match_file_to_records()
+
+    def _match_file_to_records(self) -> None:
+        """Make ``metrics.jsonl`` hold exactly the restored records (rank 0; atomically).
+
+        A run that stopped after its last checkpoint leaves rows in the file that the checkpoint's state does not
+        know; the resumed run evaluates those steps again (identically: same seed, same state) and would append
+        them a second time. They are rows this tracker wrote, and they are written again, so dropping them here
+        loses nothing."""
+        if self.path is None or not distributed.is_main() or not self.path.exists():
+            return
+        if [r.get("step") for r in _read_jsonl(self.path)] == [r.get("step") for r in self.records]:
+            return
+        lines = "".join(json.dumps(to_jsonable(r), allow_nan=False) + "\n" for r in self.records)
+        atomic_write(self.path, lambda fh: fh.write(lines))
 
     # -- results -----------------------------------------------------------------------------
     @property
