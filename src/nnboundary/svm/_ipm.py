@@ -225,6 +225,8 @@ def solve_ipm(problem: MarginProblem, units: np.ndarray, C: float | None, accura
     ``accuracy`` bounds the margins' residual, and the dual residual and duality gap relative to the objective.
     """
     qp = RestrictedQP(problem, units)
+    if qp.K == 1:
+        return _solve_binary(qp, C, accuracy)
     point = _starting_point(qp, C)
     n_pairs = qp.m + (qp.m_s if C is not None else 0)
     for iteration in range(1, _MAX_ITER + 1):
@@ -247,6 +249,132 @@ def solve_ipm(problem: MarginProblem, units: np.ndarray, C: float | None, accura
         if alpha < 1e-10:
             return None
         point = point.moved(direction, alpha)
+    return None
+
+
+def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
+    """:func:`solve_ipm` for a binary QP (K = 1: one unit per sample, so m = m_s and ``us`` is the identity).
+
+    The same iteration as the generic one (starting point, residuals, Newton system, refined solves, step lengths),
+    operation for operation, so it returns the very same floating-point numbers (up to the sign of a zero). Only the
+    bookkeeping is cheaper: the slacks and multipliers live in one array ``Z`` (rows s[, ξ], λ[, ν]), so a step,
+    a step length and a complementarity target are one NumPy call each instead of one per vector, and the
+    refinement solves, whose right-hand side is zero but in the stationarity rows, skip the terms that are
+    exactly zero. On the small problems of a training run (a few hundred units, d ≤ a few dozen) every NumPy call
+    costs its overhead rather than its flops, and this halves the time per iteration. Time per iteration
+    O(m·d̂² + d̂³), memory O(m·d̂).
+    """
+    soft = C is not None
+    m, dh = qp.m, qp.dh
+    sign, Hs, P = qp.sign, qp.Hs, qp.P
+    P2 = P.reshape(1, dh)
+    diagonal = np.arange(dh)
+    k = 2 if soft else 1  # Z rows: [s, ξ, λ, ν] (soft) or [s, λ] (hard); slacks Z[:k], multipliers Z[k:]
+    n_pairs = m * k
+    X, Z = np.zeros((1, dh)), np.ones((2 * k, m))
+    if soft:  # as _starting_point: Σ_{u∈i} λᵤ + νᵢ = C with λ = ν
+        share = C / (np.ones(m) + 1.0)
+        Z[2], Z[3] = share, share
+
+    def comp(Z: np.ndarray) -> float:  # sᵀλ (+ ξᵀν), as _Point.complementarity
+        return float(Z[0] @ Z[k]) + (float(Z[1] @ Z[3]) if soft else 0.0)
+
+    def max_step(Z: np.ndarray, dZ: np.ndarray) -> float:  # as _Point.max_step (the min over all rows)
+        neg = dZ < 0
+        return float((-Z[neg] / dZ[neg]).min()) if neg.any() else np.inf
+
+    for iteration in range(1, _MAX_ITER + 1):
+        s, lam = Z[0], Z[k]
+        xi, nu = (Z[1], Z[3]) if soft else (None, None)
+        # -- _residuals
+        PX = X * P2
+        r_x = PX - (sign * lam)[:, None].T @ Hs
+        g = sign * (Hs @ X.T)[:, 0]
+        r_s = (g + xi if soft else g) - 1.0 - s
+        r_xi = C - lam - nu if soft else None
+        quadratic = float((PX * X).sum())
+        primal = 0.5 * quadratic + (C * float(xi.sum()) if soft else 0.0)
+        dual = float(lam.sum()) - 0.5 * quadratic
+        scale = max(1.0, abs(primal))
+        dual_residual = max(np.abs(r_x).max(), np.abs(r_xi).max() if soft else 0.0)
+        c = comp(Z)
+        if (np.abs(r_s).max() <= accuracy and dual_residual <= accuracy * scale
+                and abs(primal - dual) <= accuracy * scale and c <= accuracy * scale):
+            return X, lam.copy(), None if xi is None else xi.copy(), iteration, qp
+        if c <= accuracy ** 2 * scale:
+            return None  # as solve_ipm: N too ill-conditioned
+        RC = -Z[:k] * Z[k:]  # complementarity targets of s∘λ (and ξ∘ν)
+        # -- _NewtonSystem
+        D = lam / s
+        if soft:
+            slack_weight = nu / xi
+            D_xi = D + slack_weight
+            v = (sign * D)[:, None]
+            M = D * slack_weight / D_xi
+        else:
+            M = D
+        N = Hs.T @ (M[:, None] * Hs)
+        N[diagonal, diagonal] += P
+        solve_normal = _normal_solver(N)
+        if solve_normal is None:
+            return None
+
+        def finish(dX, rho, rho_xi, c_s, c_xi, zero):
+            """Δλ, Δs (and Δξ, Δν) from ΔX, as the end of _NewtonSystem.solve; ``zero``: c_s, c_xi are 0."""
+            dZ = np.empty_like(Z)
+            A_dX = sign * (Hs @ dX.T)[:, 0]
+            if soft:
+                d_xi = (rho_xi - D * A_dX) / D_xi
+                A_dX = A_dX + d_xi
+                dZ[1] = d_xi
+                dZ[3] = -(nu * d_xi) / xi if zero else (c_xi - nu * d_xi) / xi
+            d_lam = dZ[k]
+            if zero:
+                np.multiply(D, -A_dX, out=d_lam)
+                np.divide(-(s * d_lam), lam, out=dZ[0])
+            else:
+                np.multiply(D, rho - A_dX, out=d_lam)
+                np.divide(c_s - s * d_lam, lam, out=dZ[0])
+            return dX, dZ
+
+        def solve(r_x, r_s, r_xi, RC):
+            """_NewtonSystem.solve with the right-hand side (r_x, r_s, r_xi, RC = [c, c_xi])."""
+            rho = -r_s + RC[0] / lam
+            D_rho = D * rho
+            table = (sign * D_rho)[:, None]
+            rho_xi = None
+            if soft:
+                rho_xi = -r_xi + D_rho + RC[1] / xi
+                table = table - v * (rho_xi / D_xi)[:, None]
+            dX = solve_normal((-r_x + table.T @ Hs).ravel()).reshape(1, dh)
+            return finish(dX, rho, rho_xi, RC[0], RC[1] if soft else None, zero=False)
+
+        def refined_solve(r_x, r_s, r_xi, RC):
+            """_NewtonSystem.refined_solve: refinement steps solve with r_s = c = 0 (ρ = 0 exactly)."""
+            dX, dZ = solve(r_x, r_s, r_xi, RC)
+            for _ in range(_REFINEMENT_STEPS):
+                d_lam = dZ[k]
+                e_x = dX * P2 - (sign * d_lam)[:, None].T @ Hs + r_x
+                if soft:
+                    rho_xi = -(-d_lam - dZ[3] + r_xi)
+                    table = -(v * (rho_xi / D_xi)[:, None])
+                    ddX = solve_normal((-e_x + table.T @ Hs).ravel()).reshape(1, dh)
+                else:
+                    rho_xi = None
+                    ddX = solve_normal((-e_x).ravel()).reshape(1, dh)
+                ddX, ddZ = finish(ddX, None, rho_xi, None, None, zero=True)
+                dX, dZ = dX + ddX, dZ + ddZ
+            return dX, dZ
+
+        dXa, dZa = refined_solve(r_x, r_s, r_xi, RC)
+        alpha = min(1.0, max_step(Z, dZa))
+        mu = c / n_pairs
+        sigma_mu = (comp(Z + alpha * dZa) / n_pairs / mu) ** 3 * mu
+        dX, dZ = refined_solve(r_x, r_s, r_xi, RC - dZa[:k] * dZa[k:] + sigma_mu)
+        alpha = min(1.0, _STEP_TO_BOUNDARY * max_step(Z, dZ))
+        if alpha < 1e-10:
+            return None
+        X, Z = X + alpha * dX, Z + alpha * dZ
     return None
 
 
