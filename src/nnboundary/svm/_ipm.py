@@ -257,16 +257,22 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
 
     The same iteration as the generic one (starting point, residuals, Newton system, refined solves, step lengths),
     operation for operation, so it returns the very same floating-point numbers (up to the sign of a zero). Only the
-    bookkeeping is cheaper: the slacks and multipliers live in one array ``Z`` (rows s[, ξ], λ[, ν]), so a step,
-    a step length and a complementarity target are one NumPy call each instead of one per vector, and the
-    refinement solves, whose right-hand side is zero but in the stationarity rows, skip the terms that are
-    exactly zero. On the small problems of a training run (a few hundred units, d ≤ a few dozen) every NumPy call
-    costs its overhead rather than its flops, and this halves the time per iteration. Time per iteration
-    O(m·d̂² + d̂³), memory O(m·d̂).
+    bookkeeping is cheaper, which matters because on the small problems of a training run (a few hundred units,
+    d ≤ a few dozen) every NumPy call costs its overhead rather than its flops:
+
+    * the slacks and multipliers live in one array ``Z`` (rows s[, ξ], λ[, ν]), so a step, a step length and a
+      complementarity target are one call each instead of one per vector;
+    * the rows are signed once, ``SH = y ∘ Ĥ``: ``(y ∘ w)ᵀĤ = wᵀSH`` and ``y ∘ (Ĥx) = SH·x`` term by term (a sign
+      flip is exact), which saves the sign products of every margin and adjoint;
+    * the refinement solves, whose right-hand side is zero but in the stationarity rows, skip the terms that are
+      exactly zero and divide by the negated λ (ξ) instead of negating the quotient.
+
+    Time per iteration O(m·d̂² + d̂³), memory O(m·d̂).
     """
     soft = C is not None
     m, dh = qp.m, qp.dh
-    sign, Hs, P = qp.sign, qp.Hs, qp.P
+    Hs, P = qp.Hs, qp.P
+    SH = qp.sign[:, None] * Hs  # (m, d̂): the unit rows yᵢĥᵢ
     P2 = P.reshape(1, dh)
     diagonal = np.arange(dh)
     k = 2 if soft else 1  # Z rows: [s, ξ, λ, ν] (soft) or [s, λ] (hard); slacks Z[:k], multipliers Z[k:]
@@ -288,8 +294,8 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
         xi, nu = (Z[1], Z[3]) if soft else (None, None)
         # -- _residuals
         PX = X * P2
-        r_x = PX - (sign * lam)[:, None].T @ Hs
-        g = sign * (Hs @ X.T)[:, 0]
+        r_x = PX - lam[:, None].T @ SH
+        g = (SH @ X.T)[:, 0]
         r_s = (g + xi if soft else g) - 1.0 - s
         r_xi = C - lam - nu if soft else None
         quadratic = float((PX * X).sum())
@@ -306,10 +312,11 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
         RC = -Z[:k] * Z[k:]  # complementarity targets of s∘λ (and ξ∘ν)
         # -- _NewtonSystem
         D = lam / s
+        neg_D, neg_lam = -D, -lam
         if soft:
             slack_weight = nu / xi
             D_xi = D + slack_weight
-            v = (sign * D)[:, None]
+            neg_xi = -xi
             M = D * slack_weight / D_xi
         else:
             M = D
@@ -319,51 +326,55 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
         if solve_normal is None:
             return None
 
-        def finish(dX, rho, rho_xi, c_s, c_xi, zero):
-            """Δλ, Δs (and Δξ, Δν) from ΔX, as the end of _NewtonSystem.solve; ``zero``: c_s, c_xi are 0."""
-            dZ = np.empty_like(Z)
-            A_dX = sign * (Hs @ dX.T)[:, 0]
-            if soft:
-                d_xi = (rho_xi - D * A_dX) / D_xi
-                A_dX = A_dX + d_xi
-                dZ[1] = d_xi
-                dZ[3] = -(nu * d_xi) / xi if zero else (c_xi - nu * d_xi) / xi
-            d_lam = dZ[k]
-            if zero:
-                np.multiply(D, -A_dX, out=d_lam)
-                np.divide(-(s * d_lam), lam, out=dZ[0])
-            else:
-                np.multiply(D, rho - A_dX, out=d_lam)
-                np.divide(c_s - s * d_lam, lam, out=dZ[0])
-            return dX, dZ
-
         def solve(r_x, r_s, r_xi, RC):
             """_NewtonSystem.solve with the right-hand side (r_x, r_s, r_xi, RC = [c, c_xi])."""
             rho = -r_s + RC[0] / lam
             D_rho = D * rho
-            table = (sign * D_rho)[:, None]
-            rho_xi = None
             if soft:
                 rho_xi = -r_xi + D_rho + RC[1] / xi
-                table = table - v * (rho_xi / D_xi)[:, None]
-            dX = solve_normal((-r_x + table.T @ Hs).ravel()).reshape(1, dh)
-            return finish(dX, rho, rho_xi, RC[0], RC[1] if soft else None, zero=False)
+                table = D_rho[:, None] - (D * (rho_xi / D_xi))[:, None]  # y ∘ table of _NewtonSystem.solve
+            else:
+                table = D_rho[:, None]
+            dX = solve_normal((-r_x + table.T @ SH).ravel()).reshape(1, dh)
+            dZ = np.empty_like(Z)
+            A_dX = (SH @ dX.T)[:, 0]
+            if soft:
+                d_xi = (rho_xi - D * A_dX) / D_xi
+                A_dX = A_dX + d_xi
+                dZ[1] = d_xi
+                np.divide(RC[1] - nu * d_xi, xi, out=dZ[3])
+            d_lam = dZ[k]
+            np.multiply(D, rho - A_dX, out=d_lam)
+            np.divide(RC[0] - s * d_lam, lam, out=dZ[0])
+            return dX, dZ
+
+        def refine(dX, dZ, r_x, r_xi):
+            """One refinement step of _NewtonSystem.refined_solve: the solve of the stationarity residuals with
+            r_s = c = 0 (so ρ = 0 exactly, and 0 − t is −t)."""
+            d_lam = dZ[k]
+            e_x = dX * P2 - d_lam[:, None].T @ SH + r_x
+            ddZ = np.empty_like(Z)
+            if soft:
+                rho_xi = -(-d_lam - dZ[3] + r_xi)
+                table = -(D * (rho_xi / D_xi))[:, None]
+                ddX = solve_normal((-e_x + table.T @ SH).ravel()).reshape(1, dh)
+                A_dX = (SH @ ddX.T)[:, 0]
+                d_xi = (rho_xi - D * A_dX) / D_xi
+                A_dX = A_dX + d_xi
+                ddZ[1] = d_xi
+                np.divide(nu * d_xi, neg_xi, out=ddZ[3])
+            else:
+                ddX = solve_normal((-e_x).ravel()).reshape(1, dh)
+                A_dX = (SH @ ddX.T)[:, 0]
+            dd_lam = ddZ[k]
+            np.multiply(neg_D, A_dX, out=dd_lam)
+            np.divide(s * dd_lam, neg_lam, out=ddZ[0])
+            return dX + ddX, dZ + ddZ
 
         def refined_solve(r_x, r_s, r_xi, RC):
-            """_NewtonSystem.refined_solve: refinement steps solve with r_s = c = 0 (ρ = 0 exactly)."""
             dX, dZ = solve(r_x, r_s, r_xi, RC)
             for _ in range(_REFINEMENT_STEPS):
-                d_lam = dZ[k]
-                e_x = dX * P2 - (sign * d_lam)[:, None].T @ Hs + r_x
-                if soft:
-                    rho_xi = -(-d_lam - dZ[3] + r_xi)
-                    table = -(v * (rho_xi / D_xi)[:, None])
-                    ddX = solve_normal((-e_x + table.T @ Hs).ravel()).reshape(1, dh)
-                else:
-                    rho_xi = None
-                    ddX = solve_normal((-e_x).ravel()).reshape(1, dh)
-                ddX, ddZ = finish(ddX, None, rho_xi, None, None, zero=True)
-                dX, dZ = dX + ddX, dZ + ddZ
+                dX, dZ = refine(dX, dZ, r_x, r_xi)
             return dX, dZ
 
         dXa, dZa = refined_solve(r_x, r_s, r_xi, RC)
