@@ -900,7 +900,7 @@ def analyze_features(
     s["nn_margin"], s["svm_margin"] = nn_margin, svm_margin
     s["margin_ratio"] = M.margin_ratio(nn_margin, svm_margin)
 
-    rows = _details_rows(H, y, W, b, V, c, est_reg)
+    rows = _details_rows(H, y, W, b, V, c, est_reg, overall={**s, "margin_nn": nn_margin, "margin_svm": svm_margin})
     offsets = _aggregate_offsets([r for r in rows if r["scope"] == "pair"], K)
     s.update(offsets)
     rows[0].update(offsets)  # the overall row carries the summary's aggregate (and margin ratio)
@@ -1010,18 +1010,19 @@ def _pair_active(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pai
     return bool(g.size and g.min() <= 1 + _ACTIVE_TOL)
 
 
-def _details_rows(H, y, W, b, V, c, est_reg) -> list[dict[str, Any]]:
+def _details_rows(H, y, W, b, V, c, est_reg, overall: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """The rows of the ``details`` table (:func:`_details_frame`): the overall row first, then each class (K > 2)
-    and each class pair."""
+    and each class pair. ``overall``: the overall row's cosine, angle_deg, margin_nn and margin_svm when the caller
+    has computed them already (the summary's)."""
     K = max(2, W.shape[0])
     Vr = cr = None
     if est_reg is not None:
         Vr, cr = _svm_rule(est_reg, K)
-    rows = [{
-        "scope": "overall", "classes": "all", "cosine": M.direction_cosine(W, V),
-        "angle_deg": M.direction_angle(W, V), "margin_nn": M.normalized_margin(H, y, W, b),
-        "margin_svm": M.normalized_margin(H, y, V, c),
-    }]
+    if overall is None:
+        overall = {"cosine": M.direction_cosine(W, V), "angle_deg": M.direction_angle(W, V),
+                   "margin_nn": M.normalized_margin(H, y, W, b), "margin_svm": M.normalized_margin(H, y, V, c)}
+    rows = [{"scope": "overall", "classes": "all", **{k: overall[k] for k in ("cosine", "angle_deg", "margin_nn",
+                                                                             "margin_svm")}}]
     if K > 2:
         for k, cos in enumerate(M.class_cosines(W, V)):
             rows.append({"scope": "class", "classes": str(k), "cosine": cos,
@@ -1044,15 +1045,20 @@ def _details_rows(H, y, W, b, V, c, est_reg) -> list[dict[str, Any]]:
 def _details_frame(rows: list[dict[str, Any]], overall_margin_ratio: float | None = None) -> pd.DataFrame:
     """The ``details`` table (one row per scope: overall and each class pair), margin ratios filled in;
     ``overall_margin_ratio``, if given, is the first (overall) row's."""
-    df = pd.DataFrame(rows, columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
-                                     "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
-                                     "bias_offset_reg", "active"])
-    ratios = [M.margin_ratio(a, b_) if np.isfinite(a) else np.nan
-              for a, b_ in zip(df["margin_nn"].astype(float), df["margin_svm"].astype(float))]
+    def number(r: dict[str, Any], key: str) -> float:
+        v = r.get(key)
+        return np.nan if v is None else float(v)
+
+    ratios = []
+    for r in rows:
+        nn, svm = number(r, "margin_nn"), number(r, "margin_svm")
+        ratios.append(M.margin_ratio(nn, svm) if np.isfinite(nn) else np.nan)
     if overall_margin_ratio is not None:
         ratios[0] = overall_margin_ratio
-    df["margin_ratio"] = ratios
-    return df
+    return pd.DataFrame([{**r, "margin_ratio": ratio} for r, ratio in zip(rows, ratios)],
+                        columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
+                                 "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
+                                 "bias_offset_reg", "active"])
 
 
 def _aggregate_offsets(pairs: pd.DataFrame | list[dict[str, Any]], K: int) -> dict[str, float]:
