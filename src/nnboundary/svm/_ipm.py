@@ -225,8 +225,12 @@ def solve_ipm(problem: MarginProblem, units: np.ndarray, C: float | None, accura
     ``accuracy`` bounds the margins' residual, and the dual residual and duality gap relative to the objective.
     """
     qp = RestrictedQP(problem, units)
-    if qp.K == 1:
-        return _solve_binary(qp, C, accuracy)
+    return _solve_binary(qp, C, accuracy) if qp.K == 1 else _solve_generic(qp, C, accuracy)
+
+
+def _solve_generic(qp: RestrictedQP, C: float | None, accuracy: float):
+    """The iteration of :func:`solve_ipm` for any K (binary problems take :func:`_solve_binary`, which returns the
+    same numbers faster)."""
     point = _starting_point(qp, C)
     n_pairs = qp.m + (qp.m_s if C is not None else 0)
     for iteration in range(1, _MAX_ITER + 1):
