@@ -446,4 +446,4 @@ def _normal_solver(N: np.ndarray):
                 break
         else:
             return None
-    return lambda r: equil * _potrs(L, equil * r, lower=1)[0]
+    return lambda r: equil * _potrs(L, equil * r, 1)[0]  # lower=1 (positional: the wrapper's keywords are slow)
