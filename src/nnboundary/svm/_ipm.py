@@ -46,6 +46,10 @@ class RestrictedQP:
     Attributes: ``samples`` (m_s,) the samples the units belong to; ``Hs`` (m_s, d̂) their features with a
     constant column appended when the bias is free; ``us`` (m,) each unit's row in ``Hs``; ``pos`` / ``neg`` (m,)
     the blocks with coefficient +1 / −1 in the unit's margin (binary: ``pos`` = 0, ``sign`` = yᵢ, no ``neg``).
+
+    Binary rows are stored signed, ``Hs[i] = yᵢĥᵢ``, so a margin is a row times X and an adjoint a weighted sum of
+    rows with no sign products; a sign flip is exact, so every margin, adjoint and normal matrix is bit for bit the
+    one of the unsigned rows times yᵢ (and the signed copy replaces the unsigned one: no extra memory).
     """
 
     def __init__(self, problem: MarginProblem, units: np.ndarray):
@@ -60,6 +64,7 @@ class RestrictedQP:
             if self.m != self.m_s or (self.m > 1 and (np.diff(units) <= 0).any()):
                 raise ValueError("RestrictedQP needs sorted, distinct unit ids (one unit per sample when binary).")
             self.sign = y.astype(float)
+            self.Hs = self.Hs * self.sign[:, None]  # signed rows yᵢĥᵢ (see the class docstring)
         else:
             self.pos, self.neg = y.astype(np.int64), (units % problem.units_per_sample).astype(np.int64)
         regularized = np.ones(self.dh)
@@ -71,14 +76,14 @@ class RestrictedQP:
     def margins(self, X: np.ndarray) -> np.ndarray:
         """gᵤ(X) for every unit, shape (m,); X has shape (K, d̂)."""
         scores = self.Hs @ X.T  # (m_s, K)
-        if self.K == 1:
-            return self.sign * scores[:, 0]
+        if self.K == 1:  # signed rows: the score is the margin
+            return scores[:, 0]
         return scores[self.us, self.pos] - scores[self.us, self.neg]
 
     def coefficient_table(self, w: np.ndarray) -> np.ndarray:
         """Σ_{u∈i} wᵤ cᵤ per sample, shape (m_s, K)."""
-        if self.K == 1:  # one unit per sample, in sample order
-            return (self.sign * w)[:, None]
+        if self.K == 1:  # one unit per sample, in sample order; the sign yᵢ is in the signed rows
+            return w[:, None]
         size = self.m_s * self.K
         return (np.bincount(self.us * self.K + self.pos, w, minlength=size)
                 - np.bincount(self.us * self.K + self.neg, w, minlength=size)).reshape(self.m_s, self.K)
@@ -269,8 +274,7 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
 
     * the slacks and multipliers live in one array ``Z`` (rows s[, ξ], λ[, ν]), so a step, a step length and a
       complementarity target are one call each instead of one per vector;
-    * the rows are signed once, ``SH = y ∘ Ĥ``: ``(y ∘ w)ᵀĤ = wᵀSH`` and ``y ∘ (Ĥx) = SH·x`` term by term (a sign
-      flip is exact), which saves the sign products of every margin and adjoint;
+    * the rows are signed (``RestrictedQP``), so margins and adjoints need no sign products;
     * the refinement solves, whose right-hand side is zero but in the stationarity rows, skip the terms that are
       exactly zero and divide by the negated λ (ξ) instead of negating the quotient.
 
@@ -278,8 +282,7 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
     """
     soft = C is not None
     m, dh = qp.m, qp.dh
-    Hs, P = qp.Hs, qp.P
-    SH = qp.sign[:, None] * Hs  # (m, d̂): the unit rows yᵢĥᵢ
+    SH, P = qp.Hs, qp.P  # (m, d̂): the signed unit rows yᵢĥᵢ
     P2 = P.reshape(1, dh)
     diagonal = np.arange(dh)
     k = 2 if soft else 1  # Z rows: [s, ξ, λ, ν] (soft) or [s, λ] (hard); slacks Z[:k], multipliers Z[k:]
@@ -327,7 +330,7 @@ def _solve_binary(qp: RestrictedQP, C: float | None, accuracy: float):
             M = D * slack_weight / D_xi
         else:
             M = D
-        N = Hs.T @ (M[:, None] * Hs)
+        N = SH.T @ (M[:, None] * SH)
         N[diagonal, diagonal] += P
         solve_normal = _normal_solver(N)
         if solve_normal is None:
