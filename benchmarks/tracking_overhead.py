@@ -7,8 +7,9 @@ the fastest run counts, which damps the noise of a shared machine.
 
 Also printed, because the wall-time ratio moves by ±0.1 when another process shares the cores: the same ratio in
 CPU time of this process (``time.process_time``; the run is single-threaded, so waiting for a core does not count),
-the time the tracker spent evaluating (the ``eval_seconds`` of its rows, fastest repeat) per evaluation and as a
-share of the untracked run ("eval share": the overhead itself).
+the median over repeats of each tracked run against the untracked run just before it (a pair runs under about the
+same load), and the time the tracker spent evaluating (the ``eval_seconds`` of its rows, fastest repeat) per
+evaluation and as a share of the untracked run ("eval share": the overhead itself).
 
 Run::
 
@@ -83,6 +84,7 @@ def main() -> None:
             evals.append(np.asarray(tr.history["eval_seconds"], dtype=float))
     t_base, t_tr = min(base), min(tracked)
     ratio, cpu_ratio = t_tr / t_base, min(cpu_tracked) / min(cpu_base)
+    paired = float(np.median(np.asarray(tracked) / np.asarray(base)))
     fastest = evals[int(np.argmin([e.sum() for e in evals]))]
     eval_s = float(fastest.sum())
     print(f"steps={args.steps} n={args.n} threads={args.threads} evaluations={n_evals}")
@@ -91,13 +93,14 @@ def main() -> None:
           f"{1e3 * eval_s / max(n_evals, 1):.1f} ms each, {1e3 * fastest.min():.1f}-{1e3 * fastest.max():.1f} ms)")
     print(f"ratio:           {ratio:8.3f}   target <= 1.10 -> {'OK' if ratio <= 1.10 else 'OVER'}")
     print(f"CPU-time ratio:  {cpu_ratio:8.3f}   (this process's CPU time, fastest of each)")
+    print(f"paired ratio:    {paired:8.3f}   (median of tracked / untracked run just before it)")
     print(f"evaluation time / untracked time: {eval_s / t_base:.3f} "
           "(the overhead itself, less sensitive to a busy machine than the ratio)")
     if args.json:
         out = {"steps": args.steps, "n": args.n, "threads": args.threads, "repeats": args.repeats,
                "evaluations": n_evals, "seconds_without": t_base, "seconds_with": t_tr,
                "seconds_evaluating": eval_s, "eval_ms": (1e3 * fastest).tolist(), "ratio": ratio,
-               "cpu_ratio": cpu_ratio, "eval_share": eval_s / t_base,
+               "cpu_ratio": cpu_ratio, "paired_ratio": paired, "eval_share": eval_s / t_base,
                "machine": platform.platform(), "processor": platform.processor(), "torch": torch.__version__}
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
