@@ -1084,11 +1084,12 @@ def _points_frame(H, y, W, b, V, c, loss, is_support, *, pred_nn=None, pred_svm=
     """The ``points`` table; ``pred_nn``, ``pred_svm``, ``margins_nn``: the predictions and the NN's functional
     margins when the caller has them already (computed here otherwise)."""
     nW, nV = M.margin_norm(W), M.margin_norm(V)
+    m_nn = M.functional_margins(H, y, W, b) if margins_nn is None else margins_nn
     return pd.DataFrame({
         "label": y,
         "nn_pred": M.predict_classes(H, W, b) if pred_nn is None else pred_nn,
         "svm_pred": M.predict_classes(H, V, c) if pred_svm is None else pred_svm,
-        "margin_nn": (M.functional_margins(H, y, W, b) if margins_nn is None else margins_nn) / (nW if nW > 0 else np.nan),
+        "margin_nn": m_nn / (nW if nW > 0 else np.nan),
         "margin_svm": M.functional_margins(H, y, V, c) / (nV if nV > 0 else np.nan),
         "loss": loss,
         "is_support": is_support,
