@@ -173,6 +173,24 @@ def test_agreement_and_grid_agreement():
     assert xx1.max() == pytest.approx(H[:, 1].max() + 0.1 * ext[1])
 
 
+def test_two_class_predictions_are_argmax_with_its_ties_and_nans():
+    """Two classes are predicted by one comparison, not argmax: the same classes, ties to class 0, NaN scores
+    counted as the largest (as argmax does), for a single-logit head and for a two-row one."""
+    special = np.array([0.0, -0.0, 1.0, -1.0, np.nan, np.inf, -np.inf, 5e-324])
+    S = np.array([[a, b] for a in special for b in special])  # scores of two classes: every pair of special values
+    rng = np.random.default_rng(0)
+    H = np.vstack([S, rng.standard_normal((200, 2)), rng.integers(-2, 3, (200, 2)).astype(float)])
+    with np.errstate(invalid="ignore"):
+        W2, b2 = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0.0, -0.0])
+        assert np.isnan(H @ W2.T).any() and (H[:, 0] == H[:, 1]).any()  # NaNs and ties occur
+        assert np.array_equal(M.predict_classes(H, W2, b2), np.argmax(H @ W2.T + b2, axis=1))
+        W, b = np.array([[1.0, -2.0]]), np.array([0.5])  # single logit: the rows (0, w), biases (0, b)
+        Ws, bs = M.class_scores(W, b)
+        assert np.array_equal(M.predict_classes(H, W, b), np.argmax(H @ Ws.T + bs, axis=1))
+    W3, b3 = rng.standard_normal((3, 2)), rng.standard_normal(3)  # K > 2 keeps argmax
+    assert np.array_equal(M.predict_classes(H[-400:], W3, b3), np.argmax(H[-400:] @ W3.T + b3, axis=1))
+
+
 def test_sv_overlap_by_hand():
     score = np.array([0.1, 5.0, 0.2, 0.3, 9.0])  # 3 lowest: {0, 2, 3}
     p, j = M.sv_overlap(np.array([0, 2, 4]), score)

@@ -14,6 +14,7 @@ gather of the features (see :func:`analyze_features` and the last section of thi
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import inspect
 import json
@@ -400,8 +401,26 @@ def _accepts_init_support(est: Any) -> bool:
 
 
 def _accepts(est: Any, name: str) -> bool:
+    """Does ``est.fit`` take a parameter ``name``? A bound method's answer is its class's, found once per class
+    (``inspect.signature`` cost a few tenths of a millisecond per fit, a tenth of a small one)."""
+    fit = getattr(est, "fit", None)
+    func = getattr(fit, "__func__", None)
+    if func is not None and getattr(fit, "__self__", None) is est:
+        try:
+            return _function_accepts(func, name)
+        except TypeError:  # an unhashable function object: look it up every time
+            pass
+    return _signature_accepts(fit, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _function_accepts(func: Any, name: str) -> bool:
+    return _signature_accepts(func, name)
+
+
+def _signature_accepts(fit: Any, name: str) -> bool:
     try:
-        return name in inspect.signature(est.fit).parameters
+        return name in inspect.signature(fit).parameters
     except (TypeError, ValueError):
         return False
 
@@ -884,15 +903,14 @@ def analyze_features(
     s["nn_margin"], s["svm_margin"] = nn_margin, svm_margin
     s["margin_ratio"] = M.margin_ratio(nn_margin, svm_margin)
 
-    details = _details(H, y, W, b, V, c, est_reg)
-    offsets = _aggregate_offsets(details[details["scope"] == "pair"], K)
+    rows = _details_rows(H, y, W, b, V, c, est_reg, overall={**s, "margin_nn": nn_margin, "margin_svm": svm_margin})
+    offsets = _aggregate_offsets([r for r in rows if r["scope"] == "pair"], K)
     s.update(offsets)
-    for col, val in offsets.items():  # the overall row carries the summary's aggregate
-        details.loc[details["scope"] == "overall", col] = val
-    details.loc[details["scope"] == "overall", "margin_ratio"] = s["margin_ratio"]
+    rows[0].update(offsets)  # the overall row carries the summary's aggregate (and margin ratio)
+    details = _details_frame(rows, overall_margin_ratio=s["margin_ratio"])
 
-    pred_nn = M.predict_classes(H, W, b)
-    s["agreement_train"] = M.agreement(pred_nn, M.predict_classes(H, V, c))
+    pred_nn, pred_svm = M.predict_classes(H, W, b), M.predict_classes(H, V, c)
+    s["agreement_train"] = M.agreement(pred_nn, pred_svm)
     if H.shape[1] == 2:
         s["agreement_grid"] = M.grid_agreement(H, W, b, V, c, resolution=grid_resolution)
 
@@ -920,7 +938,7 @@ def analyze_features(
     s["status"], s["closeness"] = claim_status(s), closeness(s)
     is_sup = np.zeros(H.shape[0], dtype=bool)
     is_sup[support] = True
-    points = _points_frame(H, y, W, b, V, c, loss_i, is_sup)
+    points = _points_frame(H, y, W, b, V, c, loss_i, is_sup, pred_nn=pred_nn, pred_svm=pred_svm, margins_nn=m_nn)
     settings = {
         "format": 1, "head": head_name, "soft_C": soft_C, "grid_resolution": grid_resolution,
         "svm": _est_settings(svm), "svm_regularized": None if est_reg is None else _est_settings(svm_regularized),
@@ -995,16 +1013,19 @@ def _pair_active(H: np.ndarray, y: np.ndarray, V: np.ndarray, c: np.ndarray, pai
     return bool(g.size and g.min() <= 1 + _ACTIVE_TOL)
 
 
-def _details(H, y, W, b, V, c, est_reg) -> pd.DataFrame:
+def _details_rows(H, y, W, b, V, c, est_reg, overall: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """The rows of the ``details`` table (:func:`_details_frame`): the overall row first, then each class (K > 2)
+    and each class pair. ``overall``: the overall row's cosine, angle_deg, margin_nn and margin_svm when the caller
+    has computed them already (the summary's)."""
     K = max(2, W.shape[0])
     Vr = cr = None
     if est_reg is not None:
         Vr, cr = _svm_rule(est_reg, K)
-    rows = [{
-        "scope": "overall", "classes": "all", "cosine": M.direction_cosine(W, V),
-        "angle_deg": M.direction_angle(W, V), "margin_nn": M.normalized_margin(H, y, W, b),
-        "margin_svm": M.normalized_margin(H, y, V, c),
-    }]
+    if overall is None:
+        overall = {"cosine": M.direction_cosine(W, V), "angle_deg": M.direction_angle(W, V),
+                   "margin_nn": M.normalized_margin(H, y, W, b), "margin_svm": M.normalized_margin(H, y, V, c)}
+    rows = [{"scope": "overall", "classes": "all", **{k: overall[k] for k in ("cosine", "angle_deg", "margin_nn",
+                                                                             "margin_svm")}}]
     if K > 2:
         for k, cos in enumerate(M.class_cosines(W, V)):
             rows.append({"scope": "class", "classes": str(k), "cosine": cos,
@@ -1021,40 +1042,57 @@ def _details(H, y, W, b, V, c, est_reg) -> pd.DataFrame:
             "bias_offset_reg": np.nan if Vr is None else M.bias_offset(W, b, Vr, cr, a, pair),
             "active": _pair_active(H, y, V, c, pair),
         })
-    return _details_frame(rows)
+    return rows
 
 
-def _details_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The ``details`` table (one row per scope: overall and each class pair), margin ratios filled in."""
-    df = pd.DataFrame(rows, columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
-                                     "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
-                                     "bias_offset_reg", "active"])
-    df["margin_ratio"] = [M.margin_ratio(a, b_) if np.isfinite(a) else np.nan
-                          for a, b_ in zip(df["margin_nn"].astype(float), df["margin_svm"].astype(float))]
-    return df
+def _details_frame(rows: list[dict[str, Any]], overall_margin_ratio: float | None = None) -> pd.DataFrame:
+    """The ``details`` table (one row per scope: overall and each class pair), margin ratios filled in;
+    ``overall_margin_ratio``, if given, is the first (overall) row's."""
+    def number(r: dict[str, Any], key: str) -> float:
+        v = r.get(key)
+        return np.nan if v is None else float(v)
+
+    ratios = []
+    for r in rows:
+        nn, svm = number(r, "margin_nn"), number(r, "margin_svm")
+        ratios.append(M.margin_ratio(nn, svm) if np.isfinite(nn) else np.nan)
+    if overall_margin_ratio is not None:
+        ratios[0] = overall_margin_ratio
+    return pd.DataFrame([{**r, "margin_ratio": ratio} for r, ratio in zip(rows, ratios)],
+                        columns=["scope", "classes", "cosine", "angle_deg", "margin_nn", "margin_svm",
+                                 "margin_ratio", "bias_offset", "bias_offset_gap", "bias_offset_means",
+                                 "bias_offset_reg", "active"])
 
 
-def _aggregate_offsets(pairs: pd.DataFrame, K: int) -> dict[str, float]:
+def _aggregate_offsets(pairs: pd.DataFrame | list[dict[str, Any]], K: int) -> dict[str, float]:
+    """The summary's offsets from the pair rows of ``details`` (a frame, or its rows as dicts): the pair's own for
+    K = 2, else the mean absolute value over the active pairs (all pairs if none is active)."""
     cols = ("bias_offset", "bias_offset_gap", "bias_offset_means", "bias_offset_reg")
+    if isinstance(pairs, pd.DataFrame):
+        pairs = pairs.to_dict("records")
     if K == 2:
-        return {col: float(pairs[col].iloc[0]) for col in cols}
-    use = pairs[pairs["active"].astype(bool)]
+        return {col: float(pairs[0][col]) for col in cols}
+    use = [r for r in pairs if bool(r["active"])]
     use = use if len(use) else pairs
     out = {}
     for col in cols:
-        v = use[col].to_numpy(dtype=float)
+        v = np.array([r[col] for r in use], dtype=float)
         v = v[np.isfinite(v)]
         out[col] = float(np.abs(v).mean()) if v.size else float("nan")
     return out
 
 
-def _points_frame(H, y, W, b, V, c, loss, is_support) -> pd.DataFrame:
+def _points_frame(H, y, W, b, V, c, loss, is_support, *, pred_nn=None, pred_svm=None,
+                  margins_nn=None) -> pd.DataFrame:
+    """The ``points`` table; ``pred_nn``, ``pred_svm``, ``margins_nn``: the predictions and the NN's functional
+    margins when the caller has them already (computed here otherwise)."""
     nW, nV = M.margin_norm(W), M.margin_norm(V)
+    m_nn = M.functional_margins(H, y, W, b) if margins_nn is None else margins_nn
     return pd.DataFrame({
         "label": y,
-        "nn_pred": M.predict_classes(H, W, b),
-        "svm_pred": M.predict_classes(H, V, c),
-        "margin_nn": M.functional_margins(H, y, W, b) / (nW if nW > 0 else np.nan),
+        "nn_pred": M.predict_classes(H, W, b) if pred_nn is None else pred_nn,
+        "svm_pred": M.predict_classes(H, V, c) if pred_svm is None else pred_svm,
+        "margin_nn": m_nn / (nW if nW > 0 else np.nan),
         "margin_svm": M.functional_margins(H, y, V, c) / (nV if nV > 0 else np.nan),
         "loss": loss,
         "is_support": is_support,

@@ -415,7 +415,11 @@ def predict_classes(H: np.ndarray, W: np.ndarray, b: np.ndarray | None = None) -
     """Predicted class indices ``argmax_k (w_k·h + b_k)``, shape (N,). A (1, D) head: 1 iff score > 0."""
     W, b = class_scores(W, b)
     H = np.asarray(H, dtype=np.float64)
-    return np.argmax(H @ W.T + b, axis=1)  # ties: the lower index (class 0 for score == 0)
+    S = H @ W.T  # (N, K)
+    if S.shape[1] == 2:  # two columns: one comparison, each bias added to its column (argmax and a broadcast add
+        s0, s1 = S[:, 0] + b[0], S[:, 1] + b[1]  # over rows of 2 are 3x slower); NaN is the largest, as in argmax
+        return ((s1 > s0) | (np.isnan(s1) & ~np.isnan(s0))).astype(np.intp)
+    return np.argmax(S + b, axis=1)  # ties: the lower index (class 0 for score == 0)
 
 
 def agreement(pred_a: np.ndarray, pred_b: np.ndarray) -> float:

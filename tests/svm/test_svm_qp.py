@@ -63,6 +63,40 @@ def test_normal_matrix_is_the_reduced_newton_matrix(n_classes, soft):
     assert np.allclose(N, expected, atol=1e-10 * np.abs(expected).max())
 
 
+def _binary_cases():
+    """Binary restricted QPs of every kind the fast path must reproduce: separable, overlapping (the soft margin
+    binds, the hard one is infeasible), collapsed features (duplicate points of both labels, as dead ReLUs give), a
+    tiny cloud far from the origin, and a single feature."""
+    rng = np.random.default_rng(5)
+    X, y = separable(80, 3, seed=4)
+    overlap = rng.standard_normal((120, 2)) + 0.7 * np.where(rng.random(120) < 0.5, 1.0, -1.0)[:, None]
+    collapsed = np.maximum(rng.standard_normal((150, 2)), 0.0).round(1)
+    yield "separable", X, y
+    yield "overlapping", overlap, (overlap.sum(1) + 0.5 * rng.standard_normal(120) > 0).astype(int)
+    yield "collapsed", collapsed, (collapsed[:, 0] > collapsed[:, 1]).astype(int)
+    yield "far tiny cloud", 1e-4 * X + np.array([1.0, 2.0, 3.0]), y
+    yield "one feature", X[:, :1], (X[:, 0] > 0.1).astype(int)
+
+
+@pytest.mark.parametrize("bias", ["free", "regularized", "none"])
+@pytest.mark.parametrize("C", [None, 0.5, 1e4])
+def test_binary_fast_path_is_the_generic_iteration(bias, C):
+    """The binary interior-point path returns exactly (bit for bit) what the generic iteration returns, including
+    its iteration count and its None when it does not converge."""
+    from nnboundary.svm._ipm import _solve_binary, _solve_generic
+
+    for name, X, y in _binary_cases():
+        problem, units = problem_of(X, y, 2, bias)
+        for subset in (units, units[::3]):
+            qp = RestrictedQP(problem, subset)
+            fast, generic = _solve_binary(qp, C, 1e-10), _solve_generic(qp, C, 1e-10)
+            assert (fast is None) == (generic is None), name
+            if fast is not None:
+                assert fast[3] == generic[3], name
+                for a, b in zip(fast[:3], generic[:3]):
+                    assert (a is None and b is None) or np.array_equal(a, b), name
+
+
 def test_infeasible_subset_goes_to_clarabel_for_its_certificate():
     X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
     problem, units = problem_of(X, np.array([0, 0, 1, 1]), 2, "free")
