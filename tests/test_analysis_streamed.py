@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 import nnboundary.analysis as A
+import nnboundary.analysis.streamed as S
 from nnboundary.analysis import Analysis, analyze_features
 from nnboundary.svm import LocalReducer, MaxMarginClassifier
 
@@ -82,7 +83,7 @@ def assert_same(a: Analysis, b: Analysis, tol=1e-9) -> None:
 def test_streamed_in_one_process_equals_in_memory(K, dup, monkeypatch):
     H, y, W, b = blobs(K=K, dup=dup)
     ref = analyze_features(H, y, W, b, H_test=H[:50], y_test=y[:50])
-    monkeypatch.setattr(A, "CHUNK_BYTES", 8 * H.shape[1] * 37)  # several chunks of 37 rows
+    monkeypatch.setattr(S, "CHUNK_BYTES", 8 * H.shape[1] * 37)  # several chunks of 37 rows
     got = analyze_features(H, y, W, b, H_test=H[:50], y_test=y[:50], reducer=LocalReducer())
     assert got.settings["streamed"] and ref.summary["n_support"] > 0
     assert_same(ref, got)
@@ -93,7 +94,7 @@ def test_sharded_over_ranks_equals_one_process(world, monkeypatch):
     H, y, W, b = blobs(n=301, K=3, dup=5)
     Z = H @ W.T + b + 1e-3  # the model's own logits, not recomputed
     ref = analyze_features(H, y, W, b, logits=Z)
-    monkeypatch.setattr(A, "CHUNK_BYTES", 8 * H.shape[1] * 29)
+    monkeypatch.setattr(S, "CHUNK_BYTES", 8 * H.shape[1] * 29)
     cuts = np.linspace(0, len(y), world + 1).astype(int)
 
     def run(r, red):
@@ -128,17 +129,17 @@ def test_memmap_features_are_read_in_chunks_never_whole(tmp_path, monkeypatch):
     del mm
     ref = analyze_features(H, y, W, b)
     rows = 23
-    monkeypatch.setattr(A, "CHUNK_BYTES", 8 * H.shape[1] * rows)
-    real = A._f64
+    monkeypatch.setattr(S, "CHUNK_BYTES", 8 * H.shape[1] * rows)
+    real = S._f64
     seen = []
 
     def counting(a, i, j):
         seen.append(min(j, a.shape[0]) - i)
         return real(a, i, j)
-    monkeypatch.setattr(A, "_f64", counting)
+    monkeypatch.setattr(S, "_f64", counting)
     svm = MaxMarginClassifier(multiclass="crammer_singer")
     est = svm.fit(H, y)  # the SVM's own memmap path belongs to the solver; fitted once here and reused
-    reg = A._regularized_like(svm).fit(H, y)
+    reg = S._regularized_like(svm).fit(H, y)
     got = analyze_features(np.load(path, mmap_mode="r"), y, W, b, svm=est, svm_regularized=reg, svm_fitted=True)
     assert max(seen) <= rows and sum(seen) >= 2 * H.shape[0]  # chunked passes, none of them whole
     assert got.settings["features_file"] == str(path)
@@ -179,7 +180,7 @@ def test_a_features_file_is_never_copied_whole_into_memory(tmp_path, monkeypatch
     est = MaxMarginClassifier().fit(H, y)
     reg = MaxMarginClassifier(bias="regularized").fit(H, y)
     del H
-    monkeypatch.setattr(A, "CHUNK_BYTES", 2 ** 18)
+    monkeypatch.setattr(S, "CHUNK_BYTES", 2 ** 18)
     mm = np.load(path, mmap_mode="r")
     tracemalloc.start()
     try:
@@ -222,7 +223,7 @@ def test_a_streamed_analysis_that_cannot_fit_is_refused_before_any_pass(tmp_path
     path = tmp_path / "H.npy"
     np.save(path, H)
     passes = []
-    monkeypatch.setattr(A, "_pass_head", lambda *a, **k: passes.append(1))
+    monkeypatch.setattr(S, "_pass_head", lambda *a, **k: passes.append(1))
     monkeypatch.setattr(memory, "available_bytes", lambda: 1e6)  # less than the two chunks alone
     with pytest.raises(InsufficientMemoryError, match="streamed analysis of 200 points"):
         analyze_features(np.load(path, mmap_mode="r"), y, W, b)

@@ -11,7 +11,8 @@ import torch
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from nnboundary.analysis import _aggregate_offsets, analyze_features
+from nnboundary.analysis import analyze_features
+from nnboundary.analysis.core import _aggregate_offsets
 from nnboundary.tracking import AlignmentTracker
 
 torch.set_num_threads(1)
