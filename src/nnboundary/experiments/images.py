@@ -168,7 +168,7 @@ def _mnist01_resnet(p: Profile) -> dict[str, Any]:
         notes=("Adam 1e-4, 2000 of the original's 13-step 'epochs' (26 000 updates) of ≈870 filtered images; the "
                "original then continued (2700–2900 epochs in the shipped checkpoints).",
                "1000 training images (balanced), the full 0/1 test set; ResNet with 2 stages of one bottleneck "
-               "block (16/32/64 channels), FC 64; Adam 3e-3, batch 32, 30 epochs (940 updates), enough for "
+               "block (16/32/64 channels), FC 64; Adam 3e-3, batch 32, 30 epochs (960 updates), enough for "
                "separable features on CPU in about 3 minutes."))
 
 
