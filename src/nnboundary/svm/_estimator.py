@@ -77,6 +77,17 @@ def _smallest_qp_bytes(n_vars: int, n_units: int, n_features: int) -> float:
     return min(primal, dual)
 
 
+def _is_clean(X, y) -> bool:
+    """Whether ``validate_data(X, y, dtype=float64, order="C")`` would accept (X, y) and return them unchanged:
+    a non-empty, finite, C-ordered float64 matrix and one integer label per row. Checking that directly costs a
+    pass over X; the general check costs about 0.7 ms more per fit, which is a tenth of a small fit (the tracker's
+    evaluations fit two SVMs on a few hundred points, many times per run). Anything else takes the general check,
+    with its error messages."""
+    return (type(X) is np.ndarray and X.ndim == 2 and X.dtype == np.float64 and X.flags.c_contiguous
+            and X.shape[0] >= 1 and X.shape[1] >= 1 and type(y) is np.ndarray and y.ndim == 1
+            and y.dtype.kind in "iu" and len(y) == X.shape[0] and bool(np.isfinite(X).all()))
+
+
 def _is_streamed(X) -> bool:
     """Features to read chunk by chunk: a memory map, or an ndarray-like that is not an in-memory array."""
     if isinstance(X, np.memmap):
@@ -265,11 +276,14 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         streamed = _is_streamed(X)
         if streamed:
             X, y = self._validate_streamed(X, y)
+        elif _is_clean(X, y):  # what validate_data would return unchanged: only the feature count is set
+            X, y = validate_data(self, X, y, skip_check_array=True)
         else:
             X, y = validate_data(self, X, y, dtype=np.float64, order="C",
                                  **({"ensure_min_samples": 0} if reducer.world_size > 1 else {}))
         offset, n_total, y = _global_rows(X, y, reducer)
-        check_classification_targets(y)
+        if np.asarray(y).dtype.kind not in "iub":  # integer and boolean labels are classification targets
+            check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"MaxMarginClassifier needs samples of at least 2 classes; got 1 class "
