@@ -95,3 +95,18 @@ def test_a_tracked_run_repeats_exactly():
                 same = ra[key] == rb[key] or (isinstance(ra[key], float) and np.isnan(ra[key]) and np.isnan(rb[key]))
                 assert same, (ra["step"], key)
     assert np.array_equal(a._support, b._support)
+
+
+def test_the_tables_are_built_on_first_use_and_then_kept():
+    """An analysis builds its details and points tables only when they are read (the tracker reads neither), and
+    the built table is the one the in-memory analysis defines, kept for the next access."""
+    rng = np.random.default_rng(3)
+    H = np.vstack([rng.normal(size=(30, 2)) + 4, rng.normal(size=(30, 2)) - 4])
+    y = np.repeat([0, 1], 30)
+    W, b = np.array([[-1.0, -1.0], [1.0, 1.0]]), np.zeros(2)
+    result = analyze_features(H, y, W, b)
+    assert callable(vars(result)["_details"]) and callable(vars(result)["_points"])  # nothing built yet
+    details, points = result.details, result.points
+    assert list(details["scope"])[0] == "overall" and len(points) == len(y)
+    assert result.details is details and result.points is points  # built once
+    assert points["is_support"].sum() == result.summary["n_support"]

@@ -199,6 +199,27 @@ def claim_verdict(summary: dict[str, Any], *, angle_key: str = "angle_deg", rati
 # ----------------------------------------------------------------------------- result
 
 
+class _BuiltOnFirstUse:
+    """A table field of :class:`Analysis` that may be given as a function of no arguments, called on first access
+    (and then kept). The tracker's evaluations read only the summary; building the two pandas tables took about a
+    sixth of a small evaluation."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._slot = "_" + name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            raise AttributeError(self._slot[1:])  # a dataclass field without a default
+        value = getattr(obj, self._slot)
+        if callable(value):
+            value = value()
+            setattr(obj, self._slot, value)
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj, self._slot, value)
+
+
 @dataclass
 class Analysis:
     """The comparison of one network head with the max-margin SVM on its features.
@@ -207,7 +228,7 @@ class Analysis:
     ----------
     summary : dict
         Flat, JSON-serialisable numbers (see :func:`analyze_features` for every key).
-    details : DataFrame
+    details : DataFrame (built on first access, like ``points``)
         One row per scope: ``overall``, each ``class`` (K > 2) and each class ``pair``, with
         columns cosine, angle_deg, margin_nn, margin_svm, margin_ratio, bias_offset,
         bias_offset_gap, bias_offset_means, bias_offset_reg, active.
@@ -231,8 +252,8 @@ class Analysis:
     """
 
     summary: dict[str, Any]
-    details: pd.DataFrame
-    points: pd.DataFrame
+    details: pd.DataFrame = _BuiltOnFirstUse()
+    points: pd.DataFrame = _BuiltOnFirstUse()
     svm: Any
     svm_regularized: Any
     features: np.ndarray
@@ -692,7 +713,7 @@ def _analyze_in_memory(
     offsets = _aggregate_offsets([r for r in rows if r["scope"] == "pair"], K)
     s.update(offsets)
     rows[0].update(offsets)  # the overall row carries the summary's aggregate (and margin ratio)
-    details = _details_frame(rows, overall_margin_ratio=s["margin_ratio"])
+    details = functools.partial(_details_frame, rows, overall_margin_ratio=s["margin_ratio"])  # built when read
 
     pred_nn, pred_svm = M.predict_classes(H, W, b), M.predict_classes(H, V, c)
     s["agreement_train"] = M.agreement(pred_nn, pred_svm)
@@ -723,7 +744,8 @@ def _analyze_in_memory(
     s["status"], s["closeness"] = claim_status(s), closeness(s)
     is_sup = np.zeros(H.shape[0], dtype=bool)
     is_sup[support] = True
-    points = _points_frame(H, y, W, b, V, c, loss_i, is_sup, pred_nn=pred_nn, pred_svm=pred_svm, margins_nn=m_nn)
+    points = functools.partial(_points_frame, H, y, W, b, V, c, loss_i, is_sup, pred_nn=pred_nn, pred_svm=pred_svm,
+                               margins_nn=m_nn)  # built when read
     settings = {
         "format": 1, "head": head_name, "soft_C": soft_C, "grid_resolution": grid_resolution,
         "svm": _est_settings(svm), "svm_regularized": None if est_reg is None else _est_settings(svm_regularized),
