@@ -4,6 +4,8 @@ The evaluation's hot path (analysis.analyze_features) builds its details rows on
 aggregate from them; these tests pin what the table says, whichever way it is built.
 """
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -110,3 +112,15 @@ def test_the_tables_are_built_on_first_use_and_then_kept():
     assert list(details["scope"])[0] == "overall" and len(points) == len(y)
     assert result.details is details and result.points is points  # built once
     assert points["is_support"].sum() == result.summary["n_support"]
+
+
+def test_the_separable_hint_changes_no_number():
+    """The tracker's hint after a non-separable evaluation (the LP decides first) gives the very same analysis."""
+    rng = np.random.default_rng(5)
+    H = rng.normal(size=(80, 2))
+    y = (H[:, 0] * H[:, 1] > 0).astype(int)  # not linearly separable
+    W, b = np.array([[0.0, -1.0], [0.0, 1.0]]), np.zeros(2)
+    for features in (H, H + 6.0 * y[:, None]):  # not separable, then separable
+        plain = analyze_features(features, y, W, b).summary
+        hinted = analyze_features(features, y, W, b, separable_hint=False).summary
+        assert json.dumps(plain, sort_keys=True, default=str) == json.dumps(hinted, sort_keys=True, default=str)

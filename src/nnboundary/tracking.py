@@ -278,9 +278,12 @@ class AlignmentTracker(TrainCallback):
         """
         model = distributed.unwrap_model(model)
         head = self._head_name if self._head_name is not None else self.head
+        # after an evaluation that was not separable, let the LP decide first (the same answer, without the
+        # failing QP: most of the cost of the early, not yet separable evaluations)
+        hint = False if self.records and self.records[-1].get("separable") is False else None
         fit = dict(svm=self.svm, svm_regularized=self.svm_regularized, soft_C=self.soft_C,
                    grid_resolution=self.grid_resolution, init_support=self._support,
-                   init_support_regularized=self._support_reg)
+                   init_support_regularized=self._support_reg, separable_hint=hint)
         if not (distributed.is_distributed() and self.sharded):
             return distributed.run_on_main(lambda: analyze(
                 model, self.X, self.y, head=head, X_test=self.X_test, y_test=self.y_test,

@@ -324,3 +324,27 @@ def test_no_long_qp_warning_on_an_ordinary_fit(recwarn):
     X, y = collapse_like(2000, 16, 4, seed=7)
     MaxMarginClassifier().fit(X, y)
     assert not [w for w in recwarn if "constraint units" in str(w.message)]
+
+
+def test_separable_hint_lets_the_lp_decide_first_with_the_same_outcome(monkeypatch):
+    """separable_hint=False: not separable is decided by the LP before any QP; separable features give the same
+    fit as without the hint."""
+    import nnboundary.svm._estimator as estimator
+
+    X = np.tile(np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]]), (50, 1))
+    y = np.tile([0, 0, 1, 1], 50)  # XOR: no separating line
+    real = estimator.solve_working_set
+    calls = []
+    monkeypatch.setattr(estimator, "solve_working_set", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with pytest.raises(NotSeparableError, match="linear program"):
+        MaxMarginClassifier().fit(X, y, separable_hint=False)
+    assert calls == []  # no QP ran
+    with pytest.raises(NotSeparableError):
+        MaxMarginClassifier().fit(X, y)
+    assert calls  # without the hint the QP runs first
+    for K in (2, 3):
+        Xs, ys = collapse_like(300, 4, K, seed=K)
+        hinted = MaxMarginClassifier().fit(Xs, ys, separable_hint=False)
+        plain = MaxMarginClassifier().fit(Xs, ys)
+        np.testing.assert_array_equal(hinted.coef_, plain.coef_)
+        np.testing.assert_array_equal(hinted.intercept_, plain.intercept_)

@@ -42,6 +42,7 @@ def analyze(
     features_file: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
     distributed: bool | None = None,
+    separable_hint: bool | None = None,
 ) -> Analysis:
     """Compare a classifier's last linear layer with the max-margin SVM on its features.
 
@@ -99,6 +100,8 @@ def analyze(
     distributed : bool, default=None
         None: shard over the ranks when a process group of more than one rank is initialised
         (``nnboundary.distributed.init_from_env()`` under torchrun); False: one process even then; True: require it.
+    separable_hint : bool or None, default=None
+        See :func:`analyze_features`.
 
     Returns
     -------
@@ -140,7 +143,7 @@ def analyze(
         ext.features, ext.labels, W, b, logits=ext.logits, svm=svm, svm_regularized=svm_regularized,
         H_test=H_te, y_test=y_te, logits_test=Z_te, soft_C=soft_C, grid_resolution=grid_resolution,
         init_support=init_support, init_support_regularized=init_support_regularized, head_name=ext.head_name,
-        progress=show, reducer=reducer,
+        progress=show, reducer=reducer, separable_hint=separable_hint,
     )
     result.settings.update(batch_size=batch_size, model_class=type(model).__name__)
     if file is not None and world > 1:
@@ -192,6 +195,7 @@ def analyze_features(
     progress: bool = False,
     svm_fitted: bool = False,
     reducer: Any = None,
+    separable_hint: bool | None = None,
 ) -> Analysis:
     """Compare a linear head (W, b) with the max-margin SVM on already extracted features.
 
@@ -219,6 +223,10 @@ def analyze_features(
     head_name : str, default="head"
     reducer : object with ``rank``, ``world_size``, ``allgather(obj) -> list``, default=None
         Shards over ranks (see above). A user error on one rank (bad labels, NaN features) is raised on every rank.
+    separable_hint : bool or None, default=None
+        False: the features are expected not to be separable (the tracker passes it after an evaluation that was
+        not), so the reference SVM's separability LP runs before its QP (see :func:`fit_svm`); the numbers are the
+        same. Used in memory; the streamed analysis ignores it.
 
     Returns
     -------
@@ -251,4 +259,4 @@ def analyze_features(
         H, y, W, b, logits=logits, svm=svm, svm_regularized=svm_regularized, H_test=H_test, y_test=y_test,
         logits_test=logits_test, soft_C=soft_C, grid_resolution=grid_resolution, init_support=init_support,
         init_support_regularized=init_support_regularized, head_name=head_name, progress=progress,
-        svm_fitted=svm_fitted)
+        svm_fitted=svm_fitted, separable_hint=separable_hint)

@@ -440,7 +440,7 @@ def _signature_accepts(fit: Any, name: str) -> bool:
 
 def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
             init_support: np.ndarray | None = None, progress: str | None = None, *, reducer: Any = None,
-            n_total: int | None = None) -> tuple[Any, bool | None]:
+            n_total: int | None = None, separable_hint: bool | None = None) -> tuple[Any, bool | None]:
     """The one hard-then-soft SVM fallback: fit a clone of ``template``; if it is a hard margin and the features
     are not separable, a soft margin with C=soft_C instead.
 
@@ -450,6 +450,9 @@ def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
 
     ``progress``: a label (e.g. "SVM, free bias"): show a progress bar of the solver's working-set rounds when the
     estimator reports them (``MaxMarginClassifier(progress=...)``).
+
+    ``separable_hint``: passed to ``fit`` when the estimator takes it (``MaxMarginClassifier``: False lets the
+    separability LP decide before a QP that would fail; the outcome is the same).
 
     Returns the fitted estimator and ``True``/``False`` if separability was decided by the hard
     margin fit, None if the template was already a soft-margin estimator.
@@ -463,6 +466,8 @@ def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
     n = len(y) if n_total is None else int(n_total)
     if init_support is not None and _accepts_init_support(est):
         kw["init_support"] = init_support[(init_support >= 0) & (init_support < n)]
+    if separable_hint is not None and hard and _accepts(est, "separable_hint"):
+        kw["separable_hint"] = separable_hint
     if reducer is not None:
         if not _accepts(est, "reducer"):
             if int(reducer.world_size) > 1:
@@ -479,6 +484,7 @@ def fit_svm(template: Any, H: np.ndarray, y: np.ndarray, soft_C: float,
             raise
         logger.info("Features are not separable; comparing with a soft-margin SVM (C=%g).", soft_C)
     est = clone(template).set_params(C=soft_C)
+    kw.pop("separable_hint", None)  # a soft margin always exists
     with _svm_progress(est, progress and f"{progress}, soft margin C={soft_C:g}"):
         est.fit(H, y, **kw)
     return est, False
@@ -512,7 +518,7 @@ def _svm_progress(est: Any, label: str | None):
 def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, soft_C: float = 1.0,
              init_support: Any = None, init_support_regularized: Any = None,
              progress: bool = False, fitted: bool = False, reducer: Any = None,
-             n_total: int | None = None) -> tuple[Any, bool | None, Any]:
+             n_total: int | None = None, separable_hint: bool | None = None) -> tuple[Any, bool | None, Any]:
     """The one place where ``analyze`` fits its SVMs: the reference SVM, then the regularised-bias one.
 
     The regularised-bias SVM is warm-started from the reference SVM's support set unless
@@ -537,6 +543,9 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
         refit), e.g. to compare several heads of one network with the same SVMs.
     reducer, n_total : default=None
         H, y are one rank's shard: see :func:`fit_svm`.
+    separable_hint : bool or None, default=None
+        For the reference SVM: see :func:`fit_svm` (the tracker passes False after an evaluation that was not
+        separable).
 
     Returns
     -------
@@ -548,7 +557,8 @@ def fit_svms(H: np.ndarray, y: np.ndarray, svm: Any, svm_regularized: Any, *, so
     if fitted:
         return svm, (svm.get_params().get("C", 0) is None), (None if svm_regularized is False else svm_regularized)
     est, separable = fit_svm(svm, H, y, soft_C, _opt_idx(init_support),
-                              progress="SVM (reference)" if progress else None, reducer=reducer, n_total=n_total)
+                              progress="SVM (reference)" if progress else None, reducer=reducer, n_total=n_total,
+                              separable_hint=separable_hint)
     est_reg = None
     if svm_regularized is not False:
         reg = svm_regularized
@@ -672,6 +682,7 @@ def _analyze_in_memory(
     head_name: str = "head",
     progress: bool = False,
     svm_fitted: bool = False,
+    separable_hint: bool | None = None,
 ) -> Analysis:
     """The in-memory body of :func:`nnboundary.analysis.analyze_features` (see there): features, labels and
     head as arrays in this process; time O(N·K·D) plus the SVM fits, memory O(N·(D + K)) plus the fits'."""
@@ -689,7 +700,7 @@ def _analyze_in_memory(
 
     est, separable, est_reg = fit_svms(H, y, svm, svm_regularized, soft_C=soft_C, init_support=init_support,
                                        init_support_regularized=init_support_regularized, progress=progress,
-                                       fitted=svm_fitted)
+                                       fitted=svm_fitted, separable_hint=separable_hint)
     V, c = _svm_rule(est, K)
     support = _svm_support(est, H, y, V, c)
 

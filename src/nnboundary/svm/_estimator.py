@@ -247,7 +247,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.progress = progress
 
-    def fit(self, X, y, init_support=None, reducer=None):
+    def fit(self, X, y, init_support=None, reducer=None, separable_hint=None):
         """Solve the max-margin problem on (X, y).
 
         Parameters
@@ -265,6 +265,12 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
             (see ``nnboundary.svm.LocalReducer``; ``nnboundary.distributed.TorchReducer`` under torchrun). Every
             rank calls ``fit`` with its shard and ends with the same fitted estimator, equal to a one-process fit
             on the concatenated shards (``support_`` holds global indices).
+        separable_hint : bool or None
+            None (default): a hard margin is decided by the QP, and only a QP that finds no solution asks the
+            separability LP. False: the features are expected not to be separable (e.g. the previous evaluation of
+            a training run was not): the LP over all units decides first, which skips a QP that would fail, when it
+            fits in memory and the rows are in this process. The outcome is the same either way; only the cost
+            differs (the LP costs a few milliseconds on a small problem, the failing QP more).
         """
         self._validate_params()
         reducer = check_reducer(reducer)
@@ -295,7 +301,8 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         # One BLAS thread: the products here are thin (n×d by d×K), the QP solver is single-threaded, and BLAS
         # threads that spin beside other work made these products 20-40x slower on a shared 2-core machine
         with one_thread():
-            fits = self._fit_all(X, y_idx, init, like, _Rows(offset, n_total, reducer, streamed))
+            fits = self._fit_all(X, y_idx, init, like, _Rows(offset, n_total, reducer, streamed),
+                                 lp_first=separable_hint is False)
         self._store(fits)
         return self
 
@@ -309,7 +316,7 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         self.n_features_in_ = int(X.shape[1])
         return X, y
 
-    def _fit_all(self, X, y_idx, init, like, where):
+    def _fit_all(self, X, y_idx, init, like, where, lp_first=False):
         """One (result, transform) per QP: the binary problem, K one-vs-rest problems, or Crammer–Singer; the
         features are normalised once (and put on the accelerator once, if they came from one).
 
@@ -339,7 +346,8 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         else:
             source = shards(H, device=None if like is None else DeviceFeatures(H, like))
         whole = H if where.reducer.world_size == 1 else None
-        solve = functools.partial(self._solve, source, whole, norm, init=init, n_points=where.n_total)
+        solve = functools.partial(self._solve, source, whole, norm, init=init, n_points=where.n_total,
+                                  lp_first=lp_first)
         if K == 2:
             return [solve(np.where(y_idx == 1, 1.0, -1.0), n_blocks=1, what="the two classes")]
         if self.multiclass == "ovr":
@@ -347,10 +355,13 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
                     for k, c in enumerate(self.classes_)]
         return [solve(y_idx, n_blocks=K, what="the classes (Crammer–Singer)")]
 
-    def _solve(self, source, H, norm, y, *, n_blocks, init, what, n_points):
+    def _solve(self, source, H, norm, y, *, n_blocks, init, what, n_points, lp_first=False):
         scale = norm.scale
         device = source.device if H is not None else None
         problem = MarginProblem(H, y, n_blocks, free_bias=self.bias == "free", device=device, source=source)
+        if (lp_first and self.C is None and H is not None and lp_bytes(problem) <= FALLBACK_BYTES
+                and not is_separable(problem)):
+            raise self._not_separable(what, "a linear program (HiGHS) proved that no separating hyperplane exists")
         n_vars = n_blocks * problem.n_features + problem.n_bias
         # ½‖W‖² scales by scale² in the solver's units; beyond _C_LIMIT a soft margin is numerically a hard one
         C = None if self.C is None else min(float(self.C) * scale * scale, _C_LIMIT)
