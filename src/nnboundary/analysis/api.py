@@ -108,7 +108,7 @@ def analyze(
     Analysis
         Its ``summary`` carries the verdict: ``status`` (does the claim apply: ``separable`` / ``not fitted`` /
         ``not separable``, the words of ``reproduce``), ``closeness`` (``converged`` / ``approaching`` / ``far``,
-        see :data:`CLOSENESS`) and the neural-collapse metrics ``nc1`` ... ``nc4_ncc_mismatch``.
+        see :data:`~nnboundary.analysis.CLOSENESS`) and the neural-collapse metrics ``nc1`` ... ``nc4_ncc_mismatch``.
 
     Examples
     --------
@@ -241,7 +241,7 @@ def analyze_features(
         (vs the highest losses); loss, accuracy[, test_loss, test_accuracy]; weight_norm,
         bias_norm; the neural-collapse metrics nc1, nc2_equinorm, nc2_equiangular, nc3_self_duality,
         nc4_ncc_mismatch (:func:`~nnboundary.metrics.neural_collapse`); the verdict: status
-        (:func:`claim_status`) and closeness (:func:`closeness`); and with a regularised SVM: cosine_reg,
+        (:func:`~nnboundary.analysis.claim_status`) and closeness (:func:`~nnboundary.analysis.closeness`); and with a regularised SVM: cosine_reg,
         angle_deg_reg, margin_ratio_reg, bias_offset_reg, agreement_train_reg.
 
     Raises
@@ -249,14 +249,10 @@ def analyze_features(
     ValueError
         Empty or non-finite features, labels outside the head's classes, or a class with no samples.
     """
+    options = dict(logits=logits, svm=svm, svm_regularized=svm_regularized, H_test=H_test, y_test=y_test,
+                   logits_test=logits_test, soft_C=soft_C, grid_resolution=grid_resolution, init_support=init_support,
+                   init_support_regularized=init_support_regularized, head_name=head_name, progress=progress,
+                   svm_fitted=svm_fitted)
     if reducer is not None or isinstance(H, np.memmap):
-        return _analyze_streamed(
-            H, y, W, b, logits=logits, svm=svm, svm_regularized=svm_regularized, H_test=H_test, y_test=y_test,
-            logits_test=logits_test, soft_C=soft_C, grid_resolution=grid_resolution, init_support=init_support,
-            init_support_regularized=init_support_regularized, head_name=head_name, progress=progress,
-            svm_fitted=svm_fitted, reducer=reducer)
-    return _analyze_in_memory(
-        H, y, W, b, logits=logits, svm=svm, svm_regularized=svm_regularized, H_test=H_test, y_test=y_test,
-        logits_test=logits_test, soft_C=soft_C, grid_resolution=grid_resolution, init_support=init_support,
-        init_support_regularized=init_support_regularized, head_name=head_name, progress=progress,
-        svm_fitted=svm_fitted, separable_hint=separable_hint)
+        return _analyze_streamed(H, y, W, b, **options, reducer=reducer)  # the hint applies to in-memory fits
+    return _analyze_in_memory(H, y, W, b, **options, separable_hint=separable_hint)
