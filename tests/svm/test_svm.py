@@ -299,3 +299,20 @@ def test_soft_margin_passes_sklearn_estimator_checks():
     from sklearn.utils.estimator_checks import check_estimator
 
     check_estimator(MaxMarginClassifier(C=1.0))
+
+
+def test_cached_parameter_names_are_sklearns_also_for_a_subclass():
+    from sklearn.base import BaseEstimator, clone
+
+    class Wider(MaxMarginClassifier):
+        def __init__(self, *, shift=0.0, C=None, bias="free"):
+            super().__init__(C=C, bias=bias)
+            self.shift = shift
+
+    for cls in (MaxMarginClassifier, Wider):
+        assert cls._get_param_names() == BaseEstimator._get_param_names.__func__(cls)
+    est = clone(Wider(shift=2.0, C=3.0))
+    assert est.get_params() == {"C": 3.0, "bias": "free", "shift": 2.0}
+    names = MaxMarginClassifier._get_param_names()
+    names.append("mutated")  # a caller's copy: the cache is not changed through it
+    assert "mutated" not in MaxMarginClassifier._get_param_names()

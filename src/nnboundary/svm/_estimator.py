@@ -29,6 +29,12 @@ from nnboundary.svm._threads import one_thread
 from nnboundary.svm._working_set import dual_coefficients, seed_rows, solve_working_set
 
 
+@functools.cache
+def _param_names(cls: type) -> tuple[str, ...]:
+    """scikit-learn's parameter names of an estimator class (``BaseEstimator._get_param_names``), cached."""
+    return tuple(BaseEstimator._get_param_names.__func__(cls))
+
+
 def _as_indices(init_support) -> np.ndarray:
     """``init_support`` as int64 indices; non-integer values are refused, never truncated."""
     init = np.asarray(init_support).ravel()
@@ -246,6 +252,13 @@ class MaxMarginClassifier(ClassifierMixin, BaseEstimator):
         self.max_rounds = max_rounds
         self.verbose = verbose
         self.progress = progress
+
+    @classmethod
+    def _get_param_names(cls):
+        """The constructor's parameter names (sorted), computed once per class: scikit-learn inspects
+        ``__init__``'s signature on every ``get_params``, ``set_params`` and ``clone``, which costs about as much
+        as a small fit's whole QP, and a training run's tracker clones and inspects its SVMs at every evaluation."""
+        return list(_param_names(cls))
 
     def fit(self, X, y, init_support=None, reducer=None, separable_hint=None):
         """Solve the max-margin problem on (X, y).
