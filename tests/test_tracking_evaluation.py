@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 
 from nnboundary.analysis import analyze_features
-from nnboundary.analysis.core import _aggregate_offsets
+from nnboundary.analysis.tables import _aggregate_offsets
 from nnboundary.tracking import AlignmentTracker
 
 torch.set_num_threads(1)

@@ -10,12 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from nnboundary.analysis.core import (
-    Analysis,
-    _analyze_in_memory,
-    _regularized_like,
-    default_svm,
-)
+from nnboundary.analysis.core import Analysis, _analyze_in_memory
+from nnboundary.analysis.fitting import _regularized_like, default_svm
 from nnboundary.analysis.streamed import _analyze_streamed, _on_all_ranks
 from nnboundary.features import LABEL_KEYS, extract_features, head_params
 

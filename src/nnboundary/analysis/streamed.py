@@ -17,23 +17,10 @@ import numpy as np
 import pandas as pd
 
 from nnboundary import metrics as M
-from nnboundary.analysis.core import (
-    _ACTIVE_TOL,
-    Analysis,
-    _aggregate_offsets,
-    _check_all_classes,
-    _check_labels,
-    _details_frame,
-    _est_settings,
-    _regularized_like,
-    _svm_meta,
-    _svm_rule,
-    _version,
-    claim_status,
-    closeness,
-    default_svm,
-    fit_svms,
-)
+from nnboundary.analysis.core import Analysis, _check_all_classes, _check_labels, _est_settings, _svm_meta, _version
+from nnboundary.analysis.fitting import _ACTIVE_TOL, _regularized_like, _svm_rule, default_svm, fit_svms
+from nnboundary.analysis.tables import _aggregate_offsets, _details_frame
+from nnboundary.analysis.verdict import claim_status, closeness
 
 #: Bytes of features read per chunk in the streamed passes (the chunk is converted to float64 in memory).
 CHUNK_BYTES = 64 * 2 ** 20
