@@ -8,7 +8,7 @@
 #   1. the device: nvidia-smi, torch's view of CUDA;
 #   2. CPU vs CUDA: ours on three small problems (Crammer-Singer, binary, d >> n) on both, 1 - cosine <= 1e-9;
 #   3. the solver benchmarks on cuda: svm_scale.py --quick (every case), then cifar10-head and cifar100-20k
-#      at full size (baselines on the CPU, same run);
+#      at full size (baselines on the CPU, same run); first the cached MNIST features they use (trained once);
 #   4. a short CUDA training + tracking run: nnboundary reproduce blobs --profile smoke --device cuda;
 #   5. a CUDA analyze of a small saved model (a TorchScript MLP trained here on three blobs).
 # Every number is printed; logs and JSON go to $OUT (default: a new temporary folder, printed at the start).
@@ -107,7 +107,10 @@ print(f"largest |1 - cos| = {worst:.2e} (target <= 1e-9)")
 sys.exit(0 if worst <= 1e-9 else 1)
 EOF
 
-# 3. the solver benchmarks on the device (baselines on the CPU in the same run)
+# 3. the solver benchmarks on the device (baselines on the CPU in the same run). Their real-feature case needs the
+# penultimate features of an MNIST network, trained once and cached in benchmarks/.cache (about 4 minutes on two
+# cores the first time; carry that folder to a fresh machine to skip it): built here, in a step of its own.
+step mnist-features 300 "$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); import scale_data; scale_data.mnist_features()"
 step svm-scale-quick 180 "$PY" benchmarks/svm_scale.py --quick --device "$DEVICE" --no-verbose \
     --json "$OUT/svm_scale_quick_$DEVICE.json"
 if [ "${SKIP_FULL:-0}" != "1" ]; then

@@ -37,6 +37,13 @@ def forced(method, monkeypatch):
     monkeypatch.setattr(qp_module, "restricted_costs", costs)
 
 
+def on_accelerator(monkeypatch):
+    """Treat CPU torch tensors as an accelerator's, so that the dual method's matrix and factor go to torch (on a
+    real CPU tensor the host's LAPACK is used, being faster)."""
+    import nnboundary.svm._backend as backend
+    monkeypatch.setattr(backend.DeviceFeatures, "factors", property(lambda self: True))
+
+
 def hinge_sum(clf, X, y):
     """Σ of the per-sample hinge losses of a fitted classifier (binary, Crammer–Singer or summed over OvR)."""
     scores = np.atleast_2d(clf.decision_function(X).T).T
@@ -256,11 +263,12 @@ def test_not_separable_is_still_certified():
 @pytest.mark.parametrize("multiclass,K", [("crammer_singer", 2), ("crammer_singer", 4), ("ovr", 3)])
 def test_features_on_an_accelerator_are_checked_where_they_live(multiclass, K, monkeypatch):
     """A torch tensor (here on the CPU; CUDA runs the same code) goes through the device backend: the whole-data
-    passes and the Gram blocks run in torch, and the answer is the NumPy one."""
+    passes, the dual method's p×p matrix and its Cholesky factor run in torch, and the answer is the NumPy one."""
     torch = pytest.importorskip("torch")
     import nnboundary.svm._backend as backend
     X, y = collapse_like(1500, 12, K, seed=9)
-    calls = {"scores": 0, "gram": 0}
+    calls = {"scores": 0, "pair_matrix": 0, "factor_solver": 0}
+    on_accelerator(monkeypatch)
     for name in calls:
         real = getattr(backend.DeviceFeatures, name)
 
@@ -271,12 +279,39 @@ def test_features_on_an_accelerator_are_checked_where_they_live(multiclass, K, m
     forced("dual", monkeypatch)
     on_device = MaxMarginClassifier(multiclass=multiclass).fit(torch.as_tensor(X, dtype=torch.float32), y)
     host = MaxMarginClassifier(multiclass=multiclass).fit(X.astype(np.float32).astype(np.float64), y)
-    assert calls["scores"] > 0 and calls["gram"] > 0
+    assert min(calls.values()) > 0
     assert on_device.max_violation_ <= on_device.tol
     a, b = on_device.coef_.ravel(), host.coef_.ravel()
     assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 1 - 1e-9
     labels = torch.as_tensor(y)
     assert (on_device.predict(X) == y).all() and MaxMarginClassifier().fit(torch.as_tensor(X), labels).max_violation_ <= 1e-8
+
+
+@pytest.mark.parametrize("bias, C", [("free", 0.5), ("regularized", None), ("none", 1e4)])
+def test_the_dual_method_on_the_device_gives_the_host_solution(bias, C, monkeypatch):
+    """Soft margins (the per-sample Ω blocks), a regularised bias and no bias: the dual method with its matrix and
+    factor in torch returns the host's solution and certificate."""
+    torch = pytest.importorskip("torch")
+    X, y = collapse_like(900, 10, 3, seed=4)
+    forced("dual", monkeypatch)
+    on_accelerator(monkeypatch)
+    on_device = MaxMarginClassifier(C=C, bias=bias).fit(torch.as_tensor(X), y)
+    host = MaxMarginClassifier(C=C, bias=bias).fit(X, y)
+    a, b = on_device.coef_.ravel(), host.coef_.ravel()
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) >= 1 - 1e-9
+    assert np.allclose(on_device.intercept_, host.intercept_, atol=1e-7 * max(1.0, np.abs(host.intercept_).max()))
+    assert on_device.max_violation_ <= on_device.tol and on_device.duality_gap_ <= 1e-6 * max(1.0, host.margin_ ** -2)
+
+
+def test_a_dual_qp_that_cannot_fit_on_the_device_is_refused(monkeypatch):
+    torch = pytest.importorskip("torch")
+    import nnboundary.svm._backend as backend
+    X, y = collapse_like(900, 10, 3, seed=4)
+    forced("dual", monkeypatch)
+    on_accelerator(monkeypatch)
+    monkeypatch.setattr(backend.DeviceFeatures, "free_bytes", lambda self: 1000.0)
+    with pytest.raises(InsufficientMemoryError, match="dual QP on .* constraint units"):
+        MaxMarginClassifier().fit(torch.as_tensor(X), y)
 
 
 def test_the_dual_regime_loop_reaches_a_certificate_from_a_poor_seed(monkeypatch):
@@ -348,3 +383,9 @@ def test_separable_hint_lets_the_lp_decide_first_with_the_same_outcome(monkeypat
         plain = MaxMarginClassifier().fit(Xs, ys)
         np.testing.assert_array_equal(hinted.coef_, plain.coef_)
         np.testing.assert_array_equal(hinted.intercept_, plain.intercept_)
+
+
+def test_cpu_tensors_keep_the_dual_factor_on_the_host():
+    torch = pytest.importorskip("torch")
+    from nnboundary.svm._backend import DeviceFeatures
+    assert not DeviceFeatures(np.ones((3, 2)), torch.zeros(1, dtype=torch.float64)).factors

@@ -13,7 +13,9 @@ with cᵤ ∈ Rᴷ the unit's class coefficients (binary: yᵢ; Crammer–Singer
 W = Σᵤ αᵤ cᵤ hᵢᵀ (the representer theorem: W lies in the span of the points, so d ≫ n costs nothing), the
 multipliers of E give the bias, and those of the slack rows give ξ. A Mehrotra predictor–corrector iteration
 factors one p×p matrix: time O(m_s²·d + p³) per solve, memory O(p² + m_s·d), independent of K·d. The caller
-picks the primal or this dual by their cost (``_qp.solve_restricted``).
+picks the primal or this dual by their cost (``_qp.solve_restricted``). When the features are torch tensors on an
+accelerator (``_backend.DeviceFeatures.factors``), Q and the Cholesky factor live on their device and only vectors of length p
+(and the p×(K−1) block M⁻¹Eᵀ) come back: on a GPU the p³ term, which is what limits 1000-class heads, runs there.
 
 Like ``_ipm`` it has no infeasibility detection: when it does not converge it returns None (the caller falls
 back to the primal method, Clarabel or the separability LP).
@@ -24,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg.lapack
 
+from nnboundary.svm._memory import check_memory
 from nnboundary.svm._problem import MarginProblem
 
 _potrf, _potrs = scipy.linalg.lapack.dpotrf, scipy.linalg.lapack.dpotrs
@@ -55,9 +58,34 @@ class RestrictedDual:
             rows = np.arange(self.p)
             self.C_units[rows, y.astype(np.int64)] = 1.0
             self.C_units[rows, rivals] = -1.0
-        G = self.Hs @ self.Hs.T if problem.device is None else problem.device.gram(self.samples)  # (m_s, m_s)
-        self.Q = G[np.ix_(self.us, self.us)] * (self.C_units @ self.C_units.T)
+        device = problem.device
+        self.device = device if device is not None and device.factors else None  # Q and its factor live there
+        if self.device is not None:
+            check_memory(8.0 * (3 * self.p * self.p + self.m_s * self.m_s),
+                         f"The dual QP on {self.p} constraint units (on {device.device})",
+                         "Pass fewer points (a class-balanced subset), or fewer classes.", limit=device.free_bytes())
+            self.Q = device.pair_matrix(self.samples, self.us, self.C_units)  # (p, p) on the device
+        else:
+            G = self.Hs @ self.Hs.T if device is None else device.gram(self.samples)  # (m_s, m_s)
+            self.Q = G[np.ix_(self.us, self.us)] * (self.C_units @ self.C_units.T)
         self.E, self.eq_classes = self._bias_rows(problem.free_bias)
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """Q v, shape (p,) (on the device when Q lives there)."""
+        return self.Q @ v if self.device is None else self.device.matvec(self.Q, v)
+
+    def factor_solver(self, barrier: np.ndarray, omega: np.ndarray | None):
+        """A function B ↦ M⁻¹B for M = Q + diag(barrier) + SᵀΩS (Ωᵢ on every pair of units of sample i), or None
+        when M cannot be factored (see :func:`_factor`)."""
+        if self.device is not None:
+            return self.device.factor_solver(self.Q, barrier, self.us, omega)
+        M = self.Q.copy()
+        M[np.diag_indices_from(M)] += barrier
+        if omega is not None:
+            same = self.us[:, None] == self.us[None, :]
+            M += np.where(same, omega[self.us][:, None], 0.0)
+        L = _factor(M)
+        return None if L is None else (lambda B: _potrs(L, B, lower=1)[0])
 
     def _bias_rows(self, free_bias: bool) -> tuple[np.ndarray, np.ndarray]:
         if not free_bias:
@@ -104,7 +132,7 @@ def _solve(qp: RestrictedDual, C: float | None, accuracy: float):
         t = w = None
     n_pairs = p + (qp.m_s if soft else 0)
     for iteration in range(1, _MAX_ITER + 1):
-        Qa = qp.Q @ alpha
+        Qa = qp.matvec(alpha)
         r_d = Qa - 1.0 + qp.E.T @ nu - z + (w[qp.us] if soft else 0.0)
         r_e = qp.E @ alpha
         r_t = qp.per_sample(alpha) + t - C if soft else None
@@ -149,33 +177,27 @@ def _newton_solver(qp: RestrictedDual, barrier: np.ndarray, omega: np.ndarray | 
 
     M is factored by Cholesky (a tiny diagonal shift when it is numerically singular, as with tied or duplicated
     points; iterative refinement on the full system removes the error), the equality rows by their Schur
-    complement E M⁻¹ Eᵀ.
+    complement E M⁻¹ Eᵀ. M and its factor live where Q does (``RestrictedDual.factor_solver``).
     """
-    M = qp.Q.copy()
-    M[np.diag_indices_from(M)] += barrier
-    if omega is not None:  # SᵀΩS: Ωᵢ on every pair of units of the same sample
-        same = qp.us[:, None] == qp.us[None, :]
-        M += np.where(same, omega[qp.us][:, None], 0.0)
-    L = _factor(M)
-    if L is None:
+    solve_M = qp.factor_solver(barrier, omega)
+    if solve_M is None:
         return None
     E = qp.E
     if E.shape[0]:
-        MinvEt = _potrs(L, np.ascontiguousarray(E.T), lower=1)[0]  # (p, n_eq)
+        MinvEt = solve_M(np.ascontiguousarray(E.T))  # (p, n_eq)
         S = E @ MinvEt
         Ls = _factor(S)
         if Ls is None:
             return None
-    A = qp.Q  # for the refinement residual: M is recomputed from its parts, not stored twice
 
-    def apply(da, dnu):
-        out = A @ da + barrier * da + E.T @ dnu
+    def apply(da, dnu):  # for the refinement residual: M from its parts, not stored twice
+        out = qp.matvec(da) + barrier * da + E.T @ dnu
         if omega is not None:
             out += (omega * qp.per_sample(da))[qp.us]
         return out, E @ da
 
     def solve_once(r1, r2):
-        x = _potrs(L, r1, lower=1)[0]
+        x = solve_M(r1)
         if not E.shape[0]:
             return x, np.zeros(0)
         dnu = _potrs(Ls, E @ x - r2, lower=1)[0]

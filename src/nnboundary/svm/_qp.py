@@ -98,7 +98,9 @@ def restricted_costs(problem: MarginProblem, units: np.ndarray) -> dict[str, tup
 
     Primal: the normal matrix of size n = K·(d+1), n³/3 for its Cholesky factor plus m_s·K·(d+1)² to build it
     (Crammer–Singer: each sample touches the blocks of its class and its rivals). Dual: p = len(units), p³/3 for
-    its factor plus p² per product, and m_s²·d once for the Gram matrix.
+    its factor plus p² per product, and m_s²·d once for the Gram matrix. When the dual's matrices live on an
+    accelerator (``_backend.DeviceFeatures.factors``), its flops count at the device's assumed speed-up and its
+    bytes are the host's share only.
     """
     K, d = problem.n_blocks, problem.n_features + (1 if problem.free_bias else 0)
     n = K * d
@@ -107,6 +109,9 @@ def restricted_costs(problem: MarginProblem, units: np.ndarray) -> dict[str, tup
     primal = (n ** 3 / 3 + m_s * per_sample ** 2 * d ** 2, 8.0 * (3 * n * n + m_s * d))
     p = len(units)
     dual = (p ** 3 / 3 + 4 * p * p + m_s * m_s * d / 20, 8.0 * (5 * p * p + m_s * m_s + m_s * d))
+    device = problem.device
+    if device is not None and device.factors:  # Q and its factor on the device (its memory checked there)
+        dual = (dual[0] / device.relative_speed, 8.0 * (m_s * d + 2 * p * K))
     return {"primal": primal, "dual": dual}
 
 
