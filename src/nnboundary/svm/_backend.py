@@ -76,54 +76,61 @@ class DeviceFeatures:
         return 100.0 if getattr(self.device, "type", None) == "cuda" else 1.0
 
     def free_bytes(self) -> float:
-        """Bytes free on the device now (CUDA: ``torch.cuda.mem_get_info``; a CPU tensor: the host's)."""
-        import torch
-
-        if isinstance(self.device, torch.device) and self.device.type == "cuda":
-            return float(torch.cuda.mem_get_info(self.device)[0])
+        """Bytes free on the device now (CUDA: ``torch.cuda.mem_get_info``; elsewhere the host's)."""
+        if getattr(self.device, "type", None) == "cuda":
+            return float(self.xp.cuda.mem_get_info(self.device)[0])
         from nnboundary.svm._memory import available_bytes
         return float(available_bytes())
 
+    def _index(self, idx: np.ndarray):
+        return self.xp.asarray(np.asarray(idx, dtype=np.int64), device=self.device)
+
     def pair_matrix(self, samples: np.ndarray, us: np.ndarray, coefficients: np.ndarray):
-        """The dual matrix Q = G[us][:, us] ∘ (c cᵀ) on the device (torch), shape (p, p), with G the Gram matrix of
+        """The dual matrix Q = G[us][:, us] ∘ (c cᵀ) on the device, shape (p, p), with G the Gram matrix of
         ``H[samples]``, ``us`` (p,) each unit's index into ``samples`` and ``coefficients`` (p, K) the units' class
         coefficients. Memory on the device: p² + m_s² doubles while it is built."""
-        import torch
-
-        rows = self.H[torch.as_tensor(samples, device=self.device)]
-        where = torch.as_tensor(us, device=self.device)
-        G = (rows @ rows.T)[where][:, where]
+        rows = self.xp.take(self.H, self._index(samples), axis=0)
+        where = self._index(us)
+        G = self.xp.take(self.xp.take(rows @ rows.T, where, axis=0), where, axis=1)
         c = self._put(coefficients)
-        return G.mul_(c @ c.T)
+        return G * (c @ c.T)
 
     def factor_solver(self, Q, diagonal: np.ndarray, same_sample: np.ndarray | None = None,
                       omega: np.ndarray | None = None):
         """A function B ↦ M⁻¹B (NumPy in, NumPy out) for M = Q + diag(``diagonal``) [+ Ωᵢ on every pair of units
         of the same sample ``same_sample`` (p,)], factored by Cholesky on the device; a tiny diagonal shift when M is
-        numerically singular (as ``_dual._factor``); None when even that fails. Memory: two p×p matrices."""
-        import torch
+        numerically singular (as ``_dual._factor``); None when even that fails. Memory: two p×p matrices.
 
+        The array API has no Cholesky solve, so this takes torch's own ``linalg.cholesky_ex`` and
+        ``cholesky_solve`` from the features' namespace, and tensor methods (``clone``, ``diagonal``): ``factors``
+        is true for torch only, and this package still imports no array library of its own."""
+        xp = self.xp
         M = Q.clone()
         M.diagonal().add_(self._put(diagonal))
         if omega is not None:
-            where = torch.as_tensor(same_sample, device=self.device)
-            M += torch.where(where[:, None] == where[None, :], self._put(omega)[where][:, None], 0.0)
-        L, info = torch.linalg.cholesky_ex(M)
-        if int(info) != 0 or not bool(torch.isfinite(L).all()):
+            where = self._index(same_sample)
+            rows = xp.take(self._put(omega), where, axis=0)
+            M += (where[:, None] == where[None, :]) * rows[:, None]
+        L = self._cholesky(M)
+        if L is None:
             base = M.diagonal().clone()
             for relative in (1e-14, 1e-12, 1e-10):
                 M.diagonal().copy_(base + relative * max(float(base.max()), 1.0))
-                L, info = torch.linalg.cholesky_ex(M)
-                if int(info) == 0 and bool(torch.isfinite(L).all()):
+                L = self._cholesky(M)
+                if L is not None:
                     break
             else:
                 return None
         del M
 
         def solve(B: np.ndarray) -> np.ndarray:
-            out = torch.cholesky_solve(self._put(B).reshape(B.shape[0], -1), L)
+            out = xp.cholesky_solve(xp.reshape(self._put(B), (B.shape[0], -1)), L)
             return to_host(out).reshape(B.shape)
         return solve
+
+    def _cholesky(self, M):
+        L, info = self.xp.linalg.cholesky_ex(M)
+        return L if int(info) == 0 and bool(self.xp.all(self.xp.isfinite(L))) else None
 
     def matvec(self, Q, v: np.ndarray) -> np.ndarray:
         """``Q @ v`` on the device, returned as NumPy."""
