@@ -13,9 +13,10 @@ with cᵤ ∈ Rᴷ the unit's class coefficients (binary: yᵢ; Crammer–Singer
 W = Σᵤ αᵤ cᵤ hᵢᵀ (the representer theorem: W lies in the span of the points, so d ≫ n costs nothing), the
 multipliers of E give the bias, and those of the slack rows give ξ. A Mehrotra predictor–corrector iteration
 factors one p×p matrix: time O(m_s²·d + p³) per solve, memory O(p² + m_s·d), independent of K·d. The caller
-picks the primal or this dual by their cost (``_qp.solve_restricted``). When the features are torch tensors on an
-accelerator (``_backend.DeviceFeatures.factors``), Q and the Cholesky factor live on their device and only vectors of length p
-(and the p×(K−1) block M⁻¹Eᵀ) come back: on a GPU the p³ term, which is what limits 1000-class heads, runs there.
+picks the primal or this dual by their cost (``_qp.solve_restricted``). When the features are torch tensors on
+an accelerator (``_backend.DeviceFeatures.factors``), Q and the Cholesky factor live on their device and only
+vectors of length p (and the p×(K−1) block M⁻¹Eᵀ) come back: on a GPU the p³ term, which is what limits
+1000-class heads, runs there.
 
 Like ``_ipm`` it has no infeasibility detection: when it does not converge it returns None (the caller falls
 back to the primal method, Clarabel or the separability LP).
