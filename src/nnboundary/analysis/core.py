@@ -301,29 +301,12 @@ def _check_all_classes(y: np.ndarray, K: int) -> None:
         )
 
 
-def _analyze_in_memory(
-    H: np.ndarray,
-    y: np.ndarray,
-    W: np.ndarray,
-    b: np.ndarray | None = None,
-    *,
-    logits: np.ndarray | None = None,
-    svm: Any = None,
-    svm_regularized: Any = None,
-    H_test: np.ndarray | None = None,
-    y_test: np.ndarray | None = None,
-    logits_test: np.ndarray | None = None,
-    soft_C: float = 1.0,
-    grid_resolution: int = 200,
-    init_support: np.ndarray | None = None,
-    init_support_regularized: np.ndarray | None = None,
-    head_name: str = "head",
-    progress: bool = False,
-    svm_fitted: bool = False,
-    separable_hint: bool | None = None,
-) -> Analysis:
-    """The in-memory body of :func:`nnboundary.analysis.analyze_features` (see there): features, labels and
-    head as arrays in this process; time O(N·K·D) plus the SVM fits, memory O(N·(D + K)) plus the fits'."""
+def _analyze_in_memory(H, y, W, b, *, logits, svm, svm_regularized, H_test, y_test, logits_test, soft_C,
+                       grid_resolution, init_support, init_support_regularized, head_name, progress, svm_fitted,
+                       separable_hint) -> Analysis:
+    """The in-memory body of :func:`nnboundary.analysis.analyze_features` (see there for the parameters and their
+    defaults; it passes every one): features, labels and head as arrays in this process; time O(N·K·D) plus the
+    SVM fits, memory O(N·(D + K)) plus the fits'."""
     has_bias = b is not None
     H, y, W, b = _check_inputs(H, y, W, b)
     K = max(2, W.shape[0])
